@@ -1,0 +1,17 @@
+//! GGUF v2/v3 reading and writing (`docs/format.md` §GGUF). Our own implementation: published crates
+//! either reject unknown tensor type ids (gguf-rs) or write only v2; see `docs/design.md`.
+
+pub mod keys;
+mod read;
+mod value;
+mod write;
+
+pub use read::{Gguf, MappedGguf, TensorInfo, MAX_ARRAY_DEPTH, MAX_DIMS};
+pub use value::{Array, Metadata, Value, ValueType};
+pub use write::{GgufWriter, TensorSpec};
+
+/// Rounds `x` up to a multiple of `align` (a power of two).
+pub fn align_up(x: u64, align: u64) -> Option<u64> {
+    let mask = align.checked_sub(1)?;
+    x.checked_add(mask).map(|v| v & !mask)
+}
