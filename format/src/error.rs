@@ -174,6 +174,26 @@ pub enum Error {
     /// A tensor shape the F2I types cannot hold.
     #[error("{0}")]
     F2iShape(String),
+    /// Block data whose length is not a whole number of blocks of its type.
+    #[error("{ty} data of {len} bytes is not a whole number of {type_size}-byte blocks")]
+    BlockDataSize {
+        /// The type's name.
+        ty: &'static str,
+        /// Bytes given.
+        len: u64,
+        /// Bytes per block of the type.
+        type_size: u64,
+    },
+    /// A buffer of the wrong length for the data it goes with.
+    #[error("{what}: expected {expected}, got {got}")]
+    LengthMismatch {
+        /// Which buffer, and in what unit.
+        what: &'static str,
+        /// The length the data requires.
+        expected: u64,
+        /// The length given.
+        got: u64,
+    },
     /// A type this crate cannot convert from or to.
     #[error("conversion {from} -> {to} is not supported")]
     UnsupportedConversion {
