@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod blocks;
+pub mod convert;
 pub mod error;
 pub mod f2i;
 pub mod gguf;

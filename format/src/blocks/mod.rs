@@ -1,0 +1,356 @@
+//! ggml's standard block types (the layouts of `ggml/src/ggml-common.h`): dequantize to f32, and
+//! quantize the types a converter falls back to. Results are bit-exact with gguf-py's numpy codecs
+//! (`gguf-py/gguf/quants.py` of the pinned llama.cpp b11434), which mirror ggml's reference code;
+//! `tools/gen_block_golden.py` records gguf-py's answers and `tests/blocks_*.rs` compare against them.
+//!
+//! Each block type is one `#[repr(C)]` [`bytemuck::Pod`] struct with a size assert and one
+//! [`BlockType`] impl; the table at the bottom of this file maps [`GgmlType`]s to them. F2I tensors
+//! are not here: their rows pair up, so they go through [`crate::f2i::dequantize_tensor`].
+
+mod float;
+mod kquants;
+mod legacy;
+mod ternary;
+
+pub use kquants::{BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, K_SCALE_SIZE, QK_K};
+pub use legacy::{
+    BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK4_0, QK4_1, QK5_0, QK5_1, QK8_0,
+};
+pub use ternary::BlockTQ2_0;
+
+use crate::error::{Error, Result};
+use crate::types::GgmlType;
+
+/// One block of a ggml tensor type: `BLCK_SIZE` values stored in `size_of::<Self>()` bytes. The
+/// methods are named after the fields of ggml's `type_traits` rows.
+pub trait BlockType: bytemuck::Pod {
+    /// The tensor type this block belongs to.
+    const TYPE: GgmlType;
+    /// Values per block (ggml's `blck_size`).
+    const BLCK_SIZE: usize;
+
+    /// Writes the block's `BLCK_SIZE` values to `y` (ggml's `dequantize_row_<t>` for one block).
+    /// `y.len()` must be `BLCK_SIZE` (the drivers below pass exact chunks); a shorter `y` panics.
+    fn to_float(&self, y: &mut [f32]);
+
+    /// Quantizes `BLCK_SIZE` values (ggml's `quantize_row_<t>_ref` for one block), or `None` for the
+    /// types without a reference quantizer here (ggml's `from_float_ref` being NULL, or a k-quant whose
+    /// search gguf-py does not implement). `x.len()` must be `BLCK_SIZE`.
+    fn from_float_ref(x: &[f32]) -> Option<Self> {
+        let _ = x;
+        None
+    }
+}
+
+/// Converts an f32 holding an integral value to an integer the way numpy's `astype` (and C's cast on
+/// x86) does: through a 32-bit integer, wrapping; NaN, infinities and values outside `i32` give
+/// `i32::MIN` (x86's "integer indefinite"). Only degenerate blocks (a scale so small that its
+/// inverse overflows) reach the non-obvious cases; this keeps them bit-exact with gguf-py too.
+#[inline]
+fn to_i32_like_numpy(v: f32) -> i32 {
+    if v.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&v) {
+        i32::MIN
+    } else {
+        v as i32
+    }
+}
+
+/// Dequantizes whole blocks of `B` from `data` into `out`. Works on unaligned data too.
+pub fn dequantize_blocks<B: BlockType>(data: &[u8], out: &mut [f32]) -> Result<()> {
+    let bs = std::mem::size_of::<B>();
+    if !data.len().is_multiple_of(bs) {
+        return Err(Error::BlockDataSize {
+            ty: B::TYPE.name(),
+            len: data.len() as u64,
+            type_size: bs as u64,
+        });
+    }
+    let expected = (data.len() / bs)
+        .checked_mul(B::BLCK_SIZE)
+        .ok_or(Error::Overflow("dequantized length"))?;
+    if out.len() != expected {
+        return Err(Error::LengthMismatch {
+            what: "f32 values out of dequantization",
+            expected: expected as u64,
+            got: out.len() as u64,
+        });
+    }
+    let ys = out.chunks_exact_mut(B::BLCK_SIZE);
+    match bytemuck::try_cast_slice::<u8, B>(data) {
+        Ok(blocks) => blocks.iter().zip(ys).for_each(|(b, y)| b.to_float(y)),
+        Err(_) => data
+            .chunks_exact(bs)
+            .zip(ys)
+            .for_each(|(c, y)| bytemuck::pod_read_unaligned::<B>(c).to_float(y)),
+    }
+    Ok(())
+}
+
+/// Quantizes `src` (a whole number of blocks) into whole blocks of `B`, filling `out` exactly.
+pub fn quantize_blocks<B: BlockType>(src: &[f32], out: &mut [u8]) -> Result<()> {
+    let bs = std::mem::size_of::<B>();
+    if !src.len().is_multiple_of(B::BLCK_SIZE) {
+        return Err(Error::RowNotBlockAligned {
+            ty: B::TYPE.name(),
+            ne0: src.len() as u64,
+            block: B::BLCK_SIZE as u64,
+        });
+    }
+    let expected = (src.len() / B::BLCK_SIZE)
+        .checked_mul(bs)
+        .ok_or(Error::Overflow("quantized length"))?;
+    if out.len() != expected {
+        return Err(Error::LengthMismatch {
+            what: "bytes out of quantization",
+            expected: expected as u64,
+            got: out.len() as u64,
+        });
+    }
+    for (x, o) in src.chunks_exact(B::BLCK_SIZE).zip(out.chunks_exact_mut(bs)) {
+        let block = B::from_float_ref(x).ok_or_else(|| unsupported("f32", B::TYPE.name()))?;
+        o.copy_from_slice(bytemuck::bytes_of(&block));
+    }
+    Ok(())
+}
+
+fn unsupported(from: &'static str, to: &'static str) -> Error {
+    Error::UnsupportedConversion { from, to }
+}
+
+/// The type table: which [`GgmlType`] is which block struct, and which of them quantize.
+macro_rules! block_table {
+    ($( $variant:ident => $block:ty $(, $q:ident)? ; )*) => {
+        $(
+            const _: () = assert!(<$block as BlockType>::TYPE as u32 == GgmlType::$variant as u32);
+        )*
+
+        /// Whether [`dequantize`] handles `ty` (row-independent types only; F2I goes through
+        /// [`crate::f2i::dequantize_tensor`]).
+        pub fn can_dequantize(ty: GgmlType) -> bool {
+            matches!(ty, $( GgmlType::$variant )|*)
+        }
+
+        /// Whether [`quantize`] handles `ty`.
+        pub fn can_quantize(ty: GgmlType) -> bool {
+            match ty {
+                $( GgmlType::$variant => block_table!(@q $($q)?), )*
+                _ => false,
+            }
+        }
+
+        /// Dequantizes `data` (a whole number of blocks of `ty`) into `out` (one f32 per element).
+        pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
+            match ty {
+                $( GgmlType::$variant => dequantize_blocks::<$block>(data, out), )*
+                _ => Err(unsupported(ty.name(), "f32")),
+            }
+        }
+
+        /// Quantizes `src` (a whole number of blocks) to `ty` into `out`, which must have exactly
+        /// the size of the result (`src.len() / block_size * type_size` bytes).
+        pub fn quantize_into(ty: GgmlType, src: &[f32], out: &mut [u8]) -> Result<()> {
+            match ty {
+                $( GgmlType::$variant if block_table!(@q $($q)?) => quantize_blocks::<$block>(src, out), )*
+                _ => Err(unsupported("f32", ty.name())),
+            }
+        }
+
+        #[cfg(test)]
+        fn check_table_sizes() {
+            $(
+                assert_eq!(std::mem::size_of::<$block>() as u64, GgmlType::$variant.type_size(), stringify!($variant));
+                assert_eq!(<$block as BlockType>::BLCK_SIZE as u64, GgmlType::$variant.block_size(), stringify!($variant));
+            )*
+        }
+    };
+    (@q quantize) => { true };
+    (@q) => { false };
+}
+
+block_table! {
+    F32 => f32, quantize;
+    F16 => half::f16, quantize;
+    BF16 => half::bf16, quantize;
+    Q4_0 => BlockQ4_0, quantize;
+    Q4_1 => BlockQ4_1;
+    Q5_0 => BlockQ5_0;
+    Q5_1 => BlockQ5_1;
+    Q8_0 => BlockQ8_0, quantize;
+    Q2_K => BlockQ2_K;
+    Q3_K => BlockQ3_K;
+    Q4_K => BlockQ4_K;
+    Q5_K => BlockQ5_K;
+    Q6_K => BlockQ6_K;
+    TQ2_0 => BlockTQ2_0;
+}
+
+/// Quantizes `src` (a whole number of blocks) to `ty`, appending the bytes to `out`.
+pub fn quantize(ty: GgmlType, src: &[f32], out: &mut Vec<u8>) -> Result<()> {
+    if !can_quantize(ty) {
+        return Err(unsupported("f32", ty.name()));
+    }
+    let blck = ty.block_size() as usize;
+    if !src.len().is_multiple_of(blck) {
+        return Err(Error::RowNotBlockAligned {
+            ty: ty.name(),
+            ne0: src.len() as u64,
+            block: blck as u64,
+        });
+    }
+    let n = (src.len() / blck)
+        .checked_mul(ty.type_size() as usize)
+        .ok_or(Error::Overflow("quantized length"))?;
+    let start = out.len();
+    out.resize(start + n, 0);
+    let res = quantize_into(ty, src, out.get_mut(start..).unwrap_or_default());
+    if res.is_err() {
+        out.truncate(start);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sizes_match_the_type_table() {
+        check_table_sizes();
+    }
+
+    #[test]
+    fn support_lists() {
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+        ] {
+            assert!(can_quantize(ty) && can_dequantize(ty), "{ty}");
+        }
+        assert!(can_dequantize(GgmlType::Q6_K) && !can_quantize(GgmlType::Q6_K));
+        for ty in [
+            GgmlType::F2I_W2,
+            GgmlType::IQ2_XXS,
+            GgmlType::Q8_K,
+            GgmlType::I32,
+        ] {
+            assert!(!can_quantize(ty) && !can_dequantize(ty), "{ty}");
+        }
+    }
+
+    #[test]
+    fn rejects_partial_blocks_and_wrong_lengths() {
+        let mut out = vec![0f32; 32];
+        let e = dequantize(GgmlType::Q8_0, &[0u8; 35], &mut out).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::BlockDataSize {
+                    len: 35,
+                    type_size: 34,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("q8_0 data of 35 bytes"), "{e}");
+        let e = dequantize(GgmlType::Q8_0, &[0u8; 68], &mut out).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::LengthMismatch {
+                    expected: 64,
+                    got: 32,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = dequantize(GgmlType::IQ2_XS, &[], &mut []).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::UnsupportedConversion {
+                    from: "iq2_xs",
+                    to: "f32"
+                }
+            ),
+            "{e}"
+        );
+
+        let mut bytes = vec![7u8];
+        let e = quantize(GgmlType::Q4_0, &[0.0; 33], &mut bytes).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::RowNotBlockAligned {
+                    ne0: 33,
+                    block: 32,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(bytes, [7]);
+        let e = quantize(GgmlType::Q6_K, &[0.0; 256], &mut bytes).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::UnsupportedConversion {
+                    from: "f32",
+                    to: "q6_K"
+                }
+            ),
+            "{e}"
+        );
+        let e = quantize_into(GgmlType::Q8_0, &[0.0; 32], &mut [0u8; 33]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::LengthMismatch {
+                    expected: 34,
+                    got: 33,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn quantize_appends() {
+        let mut bytes = vec![1u8, 2];
+        quantize(GgmlType::Q8_0, &[1.0; 64], &mut bytes).unwrap();
+        assert_eq!(bytes.len(), 2 + 68);
+        assert_eq!(&bytes[..2], &[1, 2]);
+    }
+
+    #[test]
+    fn unaligned_data_dequantizes_like_aligned() {
+        let mut storage = vec![0u8; 1 + 2 * 210];
+        for (i, b) in storage.iter_mut().enumerate() {
+            *b = (i * 37 % 251) as u8;
+        }
+        // Keep the f16 scales finite: d is the last two bytes of each Q6_K block.
+        for blk in 0..2 {
+            storage[1 + blk * 210 + 208] = 0x00;
+            storage[1 + blk * 210 + 209] = 0x3c;
+        }
+        let aligned: Vec<u8> = storage[1..].to_vec();
+        let (mut a, mut b) = (vec![0f32; 512], vec![0f32; 512]);
+        dequantize(GgmlType::Q6_K, &storage[1..], &mut a).unwrap();
+        dequantize(GgmlType::Q6_K, &aligned, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn numpy_cast_emulation() {
+        assert_eq!(to_i32_like_numpy(3.0), 3);
+        assert_eq!(to_i32_like_numpy(-300.0) as i8, -44);
+        assert_eq!(to_i32_like_numpy(f32::INFINITY), i32::MIN);
+        assert_eq!(to_i32_like_numpy(f32::NAN), i32::MIN);
+        assert_eq!(to_i32_like_numpy(3.0e9), i32::MIN);
+    }
+}
