@@ -1,1 +1,27 @@
-//! `libggml-fairy2i.so`: a ggml backend for F2I weights. (Being written.)
+//! `libggml-fairy2i.so`: a ggml dynamic backend that runs MUL_MAT with F2I weights
+//! (docs/abi.md for the C boundary, docs/backend.md for the kernels).
+//!
+//! Loaded by llama.cpp's `ggml_backend_load_all` (patched to look for `fairy2i`) or through
+//! `GGML_BACKEND_PATH`. It registers one ACCEL device, `FAIRY2I`, with its own host buffer type, so
+//! llama.cpp places every weight whose MUL_MAT this device accepts in that buffer type, and the
+//! scheduler runs those products here.
+//!
+//! - [`abi`]: every `extern "C"` entry; the only place raw pointers become slices.
+//! - [`device`]: names, kernel choice, environment switches, backend state.
+//! - [`buffer`]: the host allocations of the buffer type.
+//! - [`supports`]: the predicate shared by `supports_op` and `graph_compute`.
+//! - [`compute`]: tiling a product over the thread pool.
+//! - [`pool`]: thread pools, one per thread count, built once.
+//! - [`kernels`]: scalar, AVX2 and AVX-512 pair kernels.
+//!
+//! Environment: `FAIRY2I_LOG=1` prints one line per graph (products run, views skipped) and the
+//! totals when a backend is freed; `FAIRY2I_LOG=2` also logs every refused op (ggml debug level);
+//! `FAIRY2I_ISA=scalar|avx2|avx512` forces a kernel.
+
+pub mod abi;
+pub mod buffer;
+pub mod compute;
+pub mod device;
+pub mod kernels;
+pub mod pool;
+pub mod supports;
