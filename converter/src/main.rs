@@ -1,7 +1,32 @@
-//! The `fairy2i` command line tool.
+//! The `fairy2i` command line tool: `convert`, `quantize`, `inspect`.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("fairy2i: not built yet");
-    std::process::exit(2);
+mod arch;
+mod cli;
+mod cmd;
+mod encode;
+mod error;
+mod hf;
+mod plan;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match &cli.command {
+        cli::Command::Convert(a) => cmd::convert::run(a),
+        cli::Command::Quantize(a) => cmd::quantize::run(a),
+        cli::Command::Inspect(a) => cmd::inspect::run(a),
+        cli::Command::GgufToHf(a) => cmd::gguf_to_hf::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fairy2i: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,0 +1,64 @@
+//! `llama`: Llama and Mistral checkpoints. llama.cpp stores the rows of attn_q/attn_k permuted per
+//! head (interleaved rope halves): inside each head, output row `2*i + j` is input row
+//! `j*(head_dim/2) + i`.
+
+use fairy2i_format::gguf::Value;
+
+use crate::error::Result;
+use crate::hf::config::HfConfig;
+
+/// `architectures[0]` values converted as `llama`.
+pub const HF_ARCHITECTURES: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM"];
+
+/// The KVs the llama class adds after `general.file_type`.
+pub fn extra_kvs(cfg: &HfConfig) -> Result<Vec<(String, Value)>> {
+    let vocab = cfg.u64("vocab_size")?;
+    let rope_dim = match cfg.head_dim()? {
+        Some(h) => h,
+        None => cfg.u64("hidden_size")? / cfg.u64("num_attention_heads")?,
+    };
+    let to_u32 = |field: &str, v: u64| {
+        u32::try_from(v).map_err(|_| cfg.field_error(field, "does not fit in u32"))
+    };
+    Ok(vec![
+        (
+            "llama.vocab_size".into(),
+            Value::U32(to_u32("vocab_size", vocab)?),
+        ),
+        (
+            "llama.rope.dimension_count".into(),
+            Value::U32(to_u32("head_dim", rope_dim)?),
+        ),
+    ])
+}
+
+/// The row permutation llama.cpp applies to attn_q (with `n_head`) and attn_k (with `n_head_kv`):
+/// new row `r` takes old row `perm[r]`. `None` when `n_rows` is not a whole number of heads of even size.
+pub fn qk_permutation(n_rows: usize, n_head: usize) -> Option<Vec<usize>> {
+    if n_head == 0 || n_rows % n_head != 0 || (n_rows / n_head) % 2 != 0 {
+        return None;
+    }
+    let hd = n_rows / n_head;
+    let half = hd / 2;
+    let mut perm = Vec::with_capacity(n_rows);
+    for h in 0..n_head {
+        for i in 0..half {
+            for j in 0..2 {
+                perm.push(h * hd + j * half + i);
+            }
+        }
+    }
+    Some(perm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_dim_8_interleaves_the_halves() {
+        let p = qk_permutation(16, 2).unwrap();
+        assert_eq!(p, [0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15]);
+        assert!(qk_permutation(12, 4).is_none());
+    }
+}

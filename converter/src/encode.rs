@@ -1,0 +1,145 @@
+//! Rows of a source tensor (checkpoint bytes of any float dtype, optionally row-permuted) to the
+//! bytes of a ggml tensor. Standard types are produced in parallel chunks of rows, so memory stays at
+//! the output tensor plus one small f32 buffer per thread; F2I needs the whole f32 matrix (its rows
+//! pair up).
+
+use fairy2i_format::f2i::{self, QuantOptions, ScaleMode};
+use fairy2i_format::{blocks, GgmlType};
+use rayon::prelude::*;
+
+use crate::hf::safetensors::SrcDtype;
+
+/// Values per parallel task for the standard types.
+const CHUNK_VALUES: usize = 1 << 16;
+
+/// A matrix of `n_rows` rows of `ne0` elements in `data` (little-endian `dtype`); row `r` of the
+/// result is source row `perm[r]` when a permutation is given.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    /// The source bytes.
+    pub data: &'a [u8],
+    /// Their element type.
+    pub dtype: SrcDtype,
+    /// Row length.
+    pub ne0: usize,
+    /// Number of rows.
+    pub n_rows: usize,
+    /// Optional row permutation.
+    pub perm: Option<&'a [usize]>,
+}
+
+impl Rows<'_> {
+    /// Decodes rows `first..first + out.len() / ne0` into `out`.
+    fn decode(&self, first: usize, out: &mut [f32]) {
+        let rb = self.ne0 * self.dtype.size();
+        for (i, row) in out.chunks_mut(self.ne0.max(1)).enumerate() {
+            let r = first + i;
+            let src = self.perm.and_then(|p| p.get(r).copied()).unwrap_or(r);
+            let bytes = self.data.get(src * rb..(src + 1) * rb).unwrap_or(&[]);
+            self.dtype.decode(bytes, row);
+        }
+    }
+
+    /// The whole matrix as f32 (row-permuted), decoded in parallel.
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.ne0 * self.n_rows];
+        let rows_per_task = (CHUNK_VALUES / self.ne0.max(1)).max(1);
+        out.par_chunks_mut(rows_per_task * self.ne0.max(1))
+            .enumerate()
+            .for_each(|(ci, chunk)| self.decode(ci * rows_per_task, chunk));
+        out
+    }
+}
+
+/// F2I settings.
+#[derive(Debug, Clone, Copy)]
+pub struct F2iSettings {
+    /// Scale mode.
+    pub mode: ScaleMode,
+    /// Emulate the official code's bf16 rounding (bf16 sources).
+    pub bf16_rounding: bool,
+}
+
+/// Encodes `rows` as a tensor of type `ty`.
+pub fn encode(
+    rows: &Rows<'_>,
+    ty: GgmlType,
+    f2i_settings: F2iSettings,
+) -> fairy2i_format::Result<Vec<u8>> {
+    if let Some(stages) = ty.f2i_stages() {
+        let w = rows.to_f32();
+        let opts = QuantOptions {
+            stages,
+            mode: f2i_settings.mode,
+            bf16_rounding: f2i_settings.bf16_rounding,
+            importance: None,
+        };
+        return f2i::quantize_tensor(&w, rows.ne0, rows.n_rows, &opts);
+    }
+    if !blocks::can_quantize(ty) {
+        return Err(fairy2i_format::Error::UnsupportedConversion {
+            from: "f32",
+            to: ty.name(),
+        });
+    }
+    let row_bytes = usize::try_from(ty.row_size(rows.ne0 as u64)?)
+        .map_err(|_| fairy2i_format::Error::Overflow("row size"))?;
+    let total = row_bytes
+        .checked_mul(rows.n_rows)
+        .ok_or(fairy2i_format::Error::Overflow("tensor size"))?;
+    let mut out = vec![0u8; total];
+    if total == 0 {
+        return Ok(out);
+    }
+    let rows_per_task = (CHUNK_VALUES / rows.ne0.max(1)).max(1);
+    out.par_chunks_mut(rows_per_task * row_bytes)
+        .enumerate()
+        .try_for_each_init(Vec::new, |buf: &mut Vec<f32>, (ci, chunk)| {
+            let n = chunk.len() / row_bytes;
+            buf.clear();
+            buf.resize(n * rows.ne0, 0.0);
+            rows.decode(ci * rows_per_task, buf);
+            blocks::quantize_into(ty, buf, chunk)
+        })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permuted_bf16_rows_to_f32_and_f16() {
+        // 4 rows of 2 bf16 values: row r = [r, -r].
+        let mut data = Vec::new();
+        for r in 0..4u16 {
+            for v in [r as f32, -(r as f32)] {
+                data.extend_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
+            }
+        }
+        let perm = [0, 2, 1, 3];
+        let rows = Rows {
+            data: &data,
+            dtype: SrcDtype::BF16,
+            ne0: 2,
+            n_rows: 4,
+            perm: Some(&perm),
+        };
+        let settings = F2iSettings {
+            mode: ScaleMode::Tensor,
+            bf16_rounding: true,
+        };
+        let f32s = encode(&rows, GgmlType::F32, settings).unwrap();
+        let vals: Vec<f32> = f32s
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(vals, [0.0, -0.0, 2.0, -2.0, 1.0, -1.0, 3.0, -3.0]);
+        let f16s = encode(&rows, GgmlType::F16, settings).unwrap();
+        assert_eq!(f16s.len(), 16);
+        assert_eq!(
+            &f16s[4..6],
+            &half::f16::from_f32(2.0).to_bits().to_le_bytes()
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Progress bars (hidden when stderr is not a terminal) and the closing summary table.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use fairy2i_format::GgmlType;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// An overall bar (bytes of input) and a line for the tensor being converted.
+pub struct Progress {
+    overall: ProgressBar,
+    current: ProgressBar,
+    _multi: MultiProgress,
+}
+
+impl Progress {
+    /// Bars for `total` input bytes; hidden when `quiet` or stderr is not a terminal.
+    pub fn new(total: u64, n_tensors: usize, quiet: bool) -> Progress {
+        let target = if quiet || !std::io::stderr().is_terminal() {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let overall = multi.add(ProgressBar::new(total));
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} ({msg})",
+        ) {
+            overall.set_style(style);
+        }
+        overall.set_message(format!("0/{n_tensors} tensors"));
+        let current = multi.add(ProgressBar::new_spinner());
+        current.enable_steady_tick(Duration::from_millis(200));
+        Progress {
+            overall,
+            current,
+            _multi: multi,
+        }
+    }
+
+    /// A tensor starts.
+    pub fn start(&self, index: usize, n: usize, name: &str, ty: GgmlType) {
+        self.current
+            .set_message(format!("[{}/{n}] {name} -> {ty}", index + 1));
+        self.overall.set_message(format!("{index}/{n} tensors"));
+    }
+
+    /// A tensor of `bytes` input bytes is done.
+    pub fn done(&self, bytes: u64) {
+        self.overall.inc(bytes);
+    }
+
+    /// Removes the bars.
+    pub fn finish(&self) {
+        self.current.finish_and_clear();
+        self.overall.finish_and_clear();
+    }
+}
+
+/// One fallback, for the summary.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// Tensor.
+    pub name: String,
+    /// Type wanted.
+    pub wanted: GgmlType,
+    /// Type used.
+    pub used: GgmlType,
+    /// Why.
+    pub reason: String,
+}
+
+/// Counts per output type, fallbacks and timing.
+pub struct Summary {
+    per_type: BTreeMap<GgmlType, (usize, u64, u64)>,
+    /// Fallbacks, in file order.
+    pub fallbacks: Vec<Fallback>,
+    start: Instant,
+    input_bytes: u64,
+}
+
+impl Summary {
+    /// An empty summary; the clock starts now.
+    pub fn new() -> Summary {
+        Summary {
+            per_type: BTreeMap::new(),
+            fallbacks: Vec::new(),
+            start: Instant::now(),
+            input_bytes: 0,
+        }
+    }
+
+    /// Records a written tensor.
+    pub fn add(&mut self, ty: GgmlType, elements: u64, bytes: u64, input_bytes: u64) {
+        let e = self.per_type.entry(ty).or_insert((0, 0, 0));
+        e.0 += 1;
+        e.1 += bytes;
+        e.2 += elements;
+        self.input_bytes += input_bytes;
+    }
+
+    /// The table, as text.
+    pub fn render(&self, output: &std::path::Path) -> String {
+        use std::fmt::Write;
+        let secs = self.start.elapsed().as_secs_f64();
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<10} {:>8} {:>14} {:>8}",
+            "type", "tensors", "bytes", "bpw"
+        );
+        let (mut n, mut b, mut e) = (0usize, 0u64, 0u64);
+        for (ty, (count, bytes, elements)) in &self.per_type {
+            let _ = writeln!(
+                s,
+                "{:<10} {:>8} {:>14} {:>8.3}",
+                ty.name(),
+                count,
+                bytes,
+                bpw(*bytes, *elements)
+            );
+            n += count;
+            b += bytes;
+            e += elements;
+        }
+        let _ = writeln!(s, "{:<10} {:>8} {:>14} {:>8.3}", "total", n, b, bpw(b, e));
+        if !self.fallbacks.is_empty() {
+            let _ = writeln!(s, "fallbacks ({}):", self.fallbacks.len());
+            for f in &self.fallbacks {
+                let _ = writeln!(
+                    s,
+                    "  {:<32} {} instead of {}: {}",
+                    f.name, f.used, f.wanted, f.reason
+                );
+            }
+        }
+        let mbs = self.input_bytes as f64 / 1e6 / secs.max(1e-9);
+        let _ = writeln!(
+            s,
+            "wrote {} in {:.2} s ({:.1} MB/s of input)",
+            output.display(),
+            secs,
+            mbs
+        );
+        s
+    }
+
+    /// Input bytes per second so far, in MB/s.
+    pub fn mb_per_s(&self) -> f64 {
+        self.input_bytes as f64 / 1e6 / self.start.elapsed().as_secs_f64().max(1e-9)
+    }
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary::new()
+    }
+}
+
+/// Bits per weight.
+pub fn bpw(bytes: u64, elements: u64) -> f64 {
+    if elements == 0 {
+        0.0
+    } else {
+        bytes as f64 * 8.0 / elements as f64
+    }
+}
