@@ -174,6 +174,57 @@ pub enum Error {
     /// A tensor shape the F2I types cannot hold.
     #[error("{0}")]
     F2iShape(String),
+    /// An F2I stage count outside 1..=4.
+    #[error("F2I stages must be 1..=4, got {0}")]
+    F2iStages(usize),
+    /// A quantizer input value that is not finite, or whose widely-linear split overflows f32.
+    #[error("F2I input: the value at row {row}, column {col} is not finite or its widely-linear split overflows f32")]
+    F2iNotFinite {
+        /// Real row of the offending value.
+        row: usize,
+        /// Real column of the offending value.
+        col: usize,
+    },
+    /// A scale that ggml_half (f16) cannot hold.
+    #[error("F2I {part} stage {stage}: {axis} scale {value:e} does not fit f16 (largest 65504)")]
+    F2iScaleRange {
+        /// "U" or "W".
+        part: &'static str,
+        /// Stage, 1-based.
+        stage: usize,
+        /// "real-axis" or "imaginary-axis".
+        axis: &'static str,
+        /// The scale.
+        value: f32,
+    },
+    /// An importance vector whose length is not the row length.
+    #[error("F2I importance has {got} values, the rows have {expected}")]
+    F2iImportanceLen {
+        /// The row length K.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// F2I tensor data of the wrong size for its shape and stage count.
+    #[error("F2I data is {got} bytes, the shape and stage count need {expected}")]
+    F2iDataSize {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A stored F2I scale that is NaN or infinite.
+    #[error("F2I row {row}, block {block}, stage {stage}: {axis} scale is not finite")]
+    F2iBadScale {
+        /// Stored row.
+        row: usize,
+        /// Block within the row.
+        block: usize,
+        /// Stage, 1-based.
+        stage: usize,
+        /// "real-axis" or "imaginary-axis".
+        axis: &'static str,
+    },
     /// Block data whose length is not a whole number of blocks of its type.
     #[error("{ty} data of {len} bytes is not a whole number of {type_size}-byte blocks")]
     BlockDataSize {
@@ -193,6 +244,24 @@ pub enum Error {
         expected: u64,
         /// The length given.
         got: u64,
+    },
+    /// A head count that does not split the rows into heads of an even size.
+    #[error("cannot split {n_rows} rows into {n_head} heads of an even size")]
+    HeadLayout {
+        /// Rows of the tensor.
+        n_rows: usize,
+        /// Heads asked for.
+        n_head: usize,
+    },
+    /// A row permutation that does not fit the data it reorders.
+    #[error("row permutation of {perm_len} rows does not fit {elements} elements in rows of {row_len}, or names a row out of range")]
+    BadPermutation {
+        /// Elements of the data.
+        elements: usize,
+        /// Elements per row.
+        row_len: usize,
+        /// Rows the permutation has.
+        perm_len: usize,
     },
     /// A type this crate cannot convert from or to.
     #[error("conversion {from} -> {to} is not supported")]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod f2i;
 pub mod gguf;
 pub mod mmap;
+pub mod permute;
 pub mod types;
 
 pub use error::{Error, PathContext, Result};

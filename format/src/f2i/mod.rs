@@ -1,9 +1,27 @@
 //! The F2I tensor types (`docs/format.md`) and the Fairy2i quantizer (`docs/quantizer.md`,
 //! restating the official arithmetic of PKULab1806/Fairy2i-W2).
 //!
-//! Contract used by the converter and the backend; bodies are being written.
+//! One file per section of the math spec: [`split`] (§1 widely-linear split), [`phase`] (§2 PhaseQuant),
+//! [`stages`] (§3 residual stages), [`round`] (§4 precision), [`dequant`] (the inverse); [`layout`] is
+//! the block layout of `docs/format.md`.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+pub mod dequant;
+pub mod layout;
+pub mod phase;
+pub mod round;
+pub mod split;
+pub mod stages;
+
+pub use dequant::validate_tensor;
+pub use layout::{
+    code_value, pack_codes, unpack_codes, BlockF2iW1, BlockF2iW2, BlockF2iW3, BlockF2iW4, F2iStage,
+    Part,
+};
+pub use phase::phase_code;
+pub use round::round_bf16;
+pub use stages::{quantize, Quantized, Scales};
 
 /// Real weights per F2I block (128 complex entries).
 pub const QK_F2I: usize = 256;
@@ -38,28 +56,87 @@ pub struct QuantOptions<'a> {
     /// Scale mode.
     pub mode: ScaleMode,
     /// Emulate the bf16 rounding of the official code after every operation (right for bf16 sources).
+    /// The input is then taken as bf16 (each value rounded to bf16 first, a no-op for bf16 sources).
     pub bf16_rounding: bool,
-    /// Optional importance per input column (length K), e.g. from an imatrix.
+    /// Optional importance per input column (length K), e.g. from an imatrix. Its length is checked;
+    /// [`ScaleMode::Tensor`] (the official quantizer) does not use it.
     pub importance: Option<&'a [f32]>,
 }
 
 /// Checks that a real matrix of `n_rows` rows of `k` inputs (ggml ne0 = k, ne1 = n_rows) fits F2I:
 /// `k % 256 == 0`, `n_rows` even and non-zero.
 pub fn check_shape(k: usize, n_rows: usize) -> Result<()> {
-    let _ = (k, n_rows);
-    todo!("f2i::check_shape")
+    if k == 0 || !k.is_multiple_of(QK_F2I) {
+        return Err(Error::F2iShape(format!(
+            "F2I needs a row length that is a non-zero multiple of {QK_F2I}, got {k}"
+        )));
+    }
+    if n_rows == 0 || !n_rows.is_multiple_of(2) {
+        return Err(Error::F2iShape(format!(
+            "F2I needs an even, non-zero number of rows (outputs), got {n_rows}"
+        )));
+    }
+    Ok(())
 }
 
 /// Quantizes a real matrix (row-major, `n_rows` rows of `k` values; row = one output) into the bytes
 /// of an F2I tensor with `opts.stages` stages (ggml type `f2i_w<stages>`, same ne0/ne1).
-pub fn quantize_tensor(w: &[f32], k: usize, n_rows: usize, opts: &QuantOptions<'_>) -> Result<Vec<u8>> {
-    let _ = (w, k, n_rows, opts);
-    todo!("f2i::quantize_tensor")
+pub fn quantize_tensor(
+    w: &[f32],
+    k: usize,
+    n_rows: usize,
+    opts: &QuantOptions<'_>,
+) -> Result<Vec<u8>> {
+    check_shape(k, n_rows)?;
+    quantize(w, k, n_rows, opts)?.to_f2i_bytes()
 }
 
 /// Rebuilds the real f32 matrix (row-major, `n_rows` × `k`) from a whole F2I tensor's bytes: the exact
 /// sum of the stages, then the inverse widely-linear split.
 pub fn dequantize_tensor(data: &[u8], k: usize, n_rows: usize, stages: usize) -> Result<Vec<f32>> {
-    let _ = (data, k, n_rows, stages);
-    todo!("f2i::dequantize_tensor")
+    dequant::dequantize(data, k, n_rows, stages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_are_checked() {
+        check_shape(256, 2).unwrap();
+        check_shape(8960, 1536).unwrap();
+        for (k, n) in [(0, 2), (128, 2), (300, 2), (256, 0), (256, 3)] {
+            let e = check_shape(k, n).unwrap_err();
+            assert!(matches!(e, Error::F2iShape(_)), "{k} {n}: {e}");
+        }
+        let e = quantize_tensor(&[0.0; 16], 8, 2, &QuantOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("multiple of 256"), "{e}");
+    }
+
+    #[test]
+    fn quantize_then_dequantize_round_trips_the_layout() {
+        let (k, rows) = (512, 6);
+        let a: Vec<f32> = (0..k * rows)
+            .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 4096.0)
+            .collect();
+        for stages in 1..=4 {
+            let opts = QuantOptions {
+                stages,
+                bf16_rounding: true,
+                ..Default::default()
+            };
+            let q = quantize(&a, k, rows, &opts).unwrap();
+            let bytes = quantize_tensor(&a, k, rows, &opts).unwrap();
+            assert_eq!(bytes.len(), rows * (k / 256) * stages * 36);
+            assert_eq!(bytes, q.to_f2i_bytes().unwrap());
+            let back = dequantize_tensor(&bytes, k, rows, stages).unwrap();
+            assert_eq!(back, q.dequantize());
+            // Stored row 1 is U[1]; its block 1, stage 1 holds codes of entries 128..256 of U[1].
+            let rec = F2iStage::read(&bytes[(k / 256 * stages + stages) * 36..]).unwrap();
+            let codes = &q.codes(0, Part::U)[(k / 2) + 128..(k / 2) + 256];
+            assert_eq!(&unpack_codes(&rec.qs)[..], codes);
+            let s = q.scales(0, Part::U).unwrap();
+            assert_eq!((rec.d_re, rec.d_im), s.to_f16());
+        }
+    }
 }
