@@ -404,8 +404,17 @@ fn oracle_matches_ggml_cpu_on_dequantized_weights() {
     // a real tensor, quantized by the format crate
     for (stages, batch) in [(2usize, 1usize), (2, 64), (1, 7), (4, 2)] {
         match real_case(&mut rng, stages, [batch, 1, 1]) {
-            Ok(case) => {
+            Ok(mut case) => {
                 cross_check_format_dequantizer(&case);
+                check(&oracle, &case, 2, false, None);
+                // LLM-like activations: a few huge outliers among small values
+                for (i, v) in case.x.iter_mut().enumerate() {
+                    *v *= 0.1;
+                    if i % 509 == 3 {
+                        *v = if i % 2 == 0 { 600.0 } else { -450.0 };
+                    }
+                }
+                case.name = case.name.replacen("real", "real+outliers", 1);
                 check(&oracle, &case, 2, false, None);
             }
             Err(why) => {
