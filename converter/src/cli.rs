@@ -197,3 +197,27 @@ pub struct GgufToHfArgs {
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn type_names_are_the_ggml_names() {
+        for t in OutType::value_variants() {
+            let name = t.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(t.ggml().name()));
+        }
+        for t in StdType::value_variants() {
+            let name = t.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(t.ggml().name()));
+        }
+    }
+}

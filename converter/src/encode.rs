@@ -41,7 +41,7 @@ impl Rows<'_> {
     }
 
     /// The whole matrix as f32 (row-permuted), decoded in parallel.
-    pub fn to_f32(&self) -> Vec<f32> {
+    pub fn to_f32(self) -> Vec<f32> {
         let mut out = vec![0f32; self.ne0 * self.n_rows];
         let rows_per_task = (CHUNK_VALUES / self.ne0.max(1)).max(1);
         out.par_chunks_mut(rows_per_task * self.ne0.max(1))

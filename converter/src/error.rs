@@ -101,7 +101,7 @@ pub enum Error {
         problem: &'static str,
     },
     /// A safetensors file the `safetensors` crate rejects (truncated, bad header…).
-    #[error("{}: invalid safetensors file: {source}", path.display())]
+    #[error("{}: invalid safetensors file: {}", path.display(), describe_safetensors(source))]
     Safetensors {
         /// The shard.
         path: PathBuf,
@@ -171,21 +171,17 @@ pub enum Error {
         /// What is wrong.
         problem: &'static str,
     },
-    /// A type that cannot be used where it was asked for.
-    #[error("{}: tensor '{tensor}' cannot be {action}: {reason}", path.display())]
-    TensorType {
-        /// The file.
-        path: PathBuf,
-        /// The tensor.
-        tensor: String,
-        /// What was attempted.
-        action: &'static str,
-        /// Why not.
-        reason: String,
-    },
     /// The thread pool could not be built.
     #[error("--threads: {0}")]
     Threads(#[from] rayon::ThreadPoolBuildError),
+    /// An output path that cannot be written.
+    #[error("{}: cannot write the output: {problem}", path.display())]
+    OutputPath {
+        /// The output path.
+        path: PathBuf,
+        /// Why not.
+        problem: &'static str,
+    },
     /// The output file is the input file.
     #[error("{}: output would overwrite the input", path.display())]
     OutputIsInput {
@@ -224,5 +220,24 @@ impl<T> FormatContext<T> for std::result::Result<T, fairy2i_format::Error> {
                 source,
             },
         })
+    }
+}
+
+/// A readable phrase for the `safetensors` crate's errors (their `Display` is the variant name).
+fn describe_safetensors(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::MetadataIncompleteBuffer => {
+            "the file size does not match its header (truncated?)".into()
+        }
+        E::HeaderTooSmall => "shorter than the 8-byte header length (truncated?)".into(),
+        E::InvalidHeaderLength => "the header runs past the end of the file (truncated?)".into(),
+        E::HeaderTooLarge => "the header length is implausibly large".into(),
+        E::InvalidHeader => "the header is not UTF-8".into(),
+        E::InvalidHeaderDeserialization => "the header is not valid safetensors JSON".into(),
+        E::InvalidOffset(name) => format!("tensor '{name}' has offsets that are not contiguous"),
+        E::TensorInvalidInfo => "a tensor's byte size disagrees with its dtype and shape".into(),
+        E::ValidationOverflow => "a tensor's size overflows".into(),
+        other => format!("{other:?}"),
     }
 }

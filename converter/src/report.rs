@@ -145,11 +145,6 @@ impl Summary {
         );
         s
     }
-
-    /// Input bytes per second so far, in MB/s.
-    pub fn mb_per_s(&self) -> f64 {
-        self.input_bytes as f64 / 1e6 / self.start.elapsed().as_secs_f64().max(1e-9)
-    }
 }
 
 impl Default for Summary {

@@ -35,6 +35,7 @@ const QUANTIZATION_VERSION: u32 = 2;
 pub fn run(args: &ConvertArgs) -> Result<()> {
     super::init_threads(args.quant.threads)?;
     let dir = args.model_dir.as_path();
+    super::check_output(&args.output)?;
     let cfg = HfConfig::load(dir)?;
     if !args.no_tokenizer
         && !dir.join("tokenizer.json").is_file()

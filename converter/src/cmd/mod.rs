@@ -5,7 +5,9 @@ pub mod gguf_to_hf;
 pub mod inspect;
 pub mod quantize;
 
-use crate::error::Result;
+use std::path::Path;
+
+use crate::error::{Error, Result};
 
 /// Sizes the global rayon pool (once per process).
 pub fn init_threads(threads: Option<usize>) -> Result<()> {
@@ -15,4 +17,25 @@ pub fn init_threads(threads: Option<usize>) -> Result<()> {
             .build_global()?;
     }
     Ok(())
+}
+
+/// Checks, before any work, that `out` can be created: its folder exists and it is not a folder.
+pub fn check_output(out: &Path) -> Result<()> {
+    let problem = if out.is_dir() {
+        Some("it is a directory")
+    } else {
+        match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() && !p.is_dir() => {
+                Some("its folder does not exist")
+            }
+            _ => None,
+        }
+    };
+    match problem {
+        Some(problem) => Err(Error::OutputPath {
+            path: out.to_path_buf(),
+            problem,
+        }),
+        None => Ok(()),
+    }
 }

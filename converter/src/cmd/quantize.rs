@@ -9,6 +9,7 @@
 use fairy2i_format::gguf::{keys, GgufWriter, MappedGguf, Metadata, TensorInfo, TensorSpec, Value};
 use fairy2i_format::{convert, GgmlType};
 
+use crate::arch::Arch;
 use crate::cli::QuantizeArgs;
 use crate::encode::{encode, F2iSettings, Rows};
 use crate::error::{Error, FormatContext, Result};
@@ -58,6 +59,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     super::init_threads(args.quant.threads)?;
     let in_path = args.input.as_path();
     let out_path = args.output.as_path();
+    super::check_output(&args.output)?;
     if let (Ok(a), Ok(b)) = (in_path.canonicalize(), out_path.canonicalize()) {
         if a == b {
             return Err(Error::OutputIsInput {
@@ -76,7 +78,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             problem: "is missing or not a string",
         })?
         .to_string();
-    let heads = if arch == "llama" {
+    let heads = if Arch::from_gguf(&arch).is_some_and(Arch::permutes_qk) {
         let n_head = g
             .metadata
             .get_u64("llama.attention.head_count")

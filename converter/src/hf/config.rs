@@ -19,8 +19,6 @@ pub struct HfConfig {
     pub params: Map<String, Json>,
     /// The architecture it maps to.
     pub arch: Arch,
-    /// `architectures[0]`.
-    pub hf_arch: String,
 }
 
 /// Reads and parses a JSON file.
@@ -79,12 +77,7 @@ impl HfConfig {
             .unwrap_or(arch.default_model_type())
             .to_string();
         fill_defaults(&mut params, &model_type, arch);
-        let cfg = HfConfig {
-            path,
-            params,
-            arch,
-            hf_arch,
-        };
+        let cfg = HfConfig { path, params, arch };
         // The fields every supported architecture needs, checked once here.
         for field in [
             "num_hidden_layers",
@@ -208,18 +201,16 @@ fn fill_defaults(params: &mut Map<String, Json>, model_type: &str, arch: Arch) {
         set(params, "num_key_value_heads", n_head.clone());
     }
     match model_type {
-        "llama" | "mistral" => {
-            // LlamaConfig / MistralConfig: head_dim = hidden_size // num_attention_heads when unset.
-            if params.get("head_dim").is_none_or(Json::is_null) {
-                let hd = match (
-                    params.get("hidden_size").and_then(Json::as_u64),
-                    n_head.as_u64(),
-                ) {
-                    (Some(h), Some(n)) if n > 0 => Json::from(h / n),
-                    _ => Json::Null,
-                };
-                params.insert("head_dim".into(), hd);
-            }
+        // LlamaConfig / MistralConfig: head_dim = hidden_size // num_attention_heads when unset.
+        "llama" | "mistral" if params.get("head_dim").is_none_or(Json::is_null) => {
+            let hd = match (
+                params.get("hidden_size").and_then(Json::as_u64),
+                n_head.as_u64(),
+            ) {
+                (Some(h), Some(n)) if n > 0 => Json::from(h / n),
+                _ => Json::Null,
+            };
+            params.insert("head_dim".into(), hd);
         }
         "qwen3" => set(params, "head_dim", 128.into()),
         _ => {}

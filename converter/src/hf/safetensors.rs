@@ -226,12 +226,4 @@ impl Checkpoint {
             .map(|s| s.path.as_path())
             .unwrap_or(Path::new(""))
     }
-
-    /// Total bytes of tensor data.
-    pub fn data_bytes(&self) -> u64 {
-        self.tensors
-            .iter()
-            .map(|t| (t.range.1 - t.range.0) as u64)
-            .sum()
-    }
 }
