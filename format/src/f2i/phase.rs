@@ -33,39 +33,53 @@ pub(crate) fn code_from_bits(rb: u32, ib: u32) -> u32 {
     }
 }
 
+/// Interleaved copies of the bins, so that consecutive entries with the same exponent do not wait on
+/// each other's store.
+const LANES: usize = 4;
+/// Entries handled by one [`classify_batch`] call.
+pub(crate) const BATCH: usize = 256;
+
 /// Exact sums of the on-axis magnitudes of a stage, per axis (0 = real, 1 = imaginary).
 ///
-/// Magnitudes are binned by their f32 exponent and their 24-bit significands added as integers, so the
-/// total is exact whatever the order of addition (threads merge their bins). A bin overflows only after
-/// 2^40 entries; the quantizer refuses tensors that large.
+/// Magnitudes are binned by axis and f32 exponent and their 24-bit significands added as integers, so
+/// the total is exact whatever the order of addition (threads merge their bins). A bin overflows only
+/// after 2^40 entries; the quantizer refuses tensors that large.
 #[derive(Clone)]
 pub(crate) struct AxisSums {
-    bins: [[u64; 256]; 2],
+    /// `bins[lane][axis * 256 + exponent]`, on the heap (the sums travel through rayon's reductions).
+    bins: Box<[[u64; 512]; LANES]>,
     counts: [u64; 2],
 }
 
 impl Default for AxisSums {
     fn default() -> Self {
         AxisSums {
-            bins: [[0; 256]; 2],
+            bins: Box::new([[0; 512]; LANES]),
             counts: [0; 2],
         }
     }
 }
 
+/// Bin index (`axis·256 + exponent`) and integer significand of magnitude bits `mag` on axis `axis`.
+#[cfg(test)]
+fn bin_of(axis: u32, mag: u32) -> (usize, u32) {
+    let e = (mag >> 23) & 0xff;
+    let sig = (mag & 0x7f_ffff) | (u32::from(e != 0) << 23);
+    ((((axis & 1) << 8) | e) as usize, sig)
+}
+
 impl AxisSums {
-    /// Adds the magnitude with bits `mag` (sign bit clear) on axis `axis` (0 or 1).
-    #[inline(always)]
+    /// Adds the magnitude with bits `mag` (sign bit clear) on axis `axis` (0 or 1); the one-entry form
+    /// of [`classify_batch`], for tests.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, axis: usize, mag: u32) {
-        let e = (mag >> 23) & 0xff;
-        let sig = (mag & 0x7f_ffff) | (u32::from(e != 0) << 23);
-        let axis = axis & 1;
-        self.bins[axis][e as usize] += u64::from(sig);
-        self.counts[axis] += 1;
+        let (i, sig) = bin_of(axis as u32, mag);
+        self.bins[0][i] += u64::from(sig);
+        self.counts[axis & 1] += 1;
     }
 
-    /// Adds the classification of one entry with bits `rb`, `ib` and returns its code.
-    #[inline(always)]
+    /// Adds the classification of one entry with bits `rb`, `ib` and returns its code (tests).
+    #[cfg(test)]
     pub(crate) fn classify(&mut self, rb: u32, ib: u32) -> u32 {
         let c = code_from_bits(rb, ib);
         let mag = if c & 1 == 0 { rb } else { ib } & 0x7fff_ffff;
@@ -94,8 +108,52 @@ impl AxisSums {
         if count == 0 {
             return SCALE_EMPTY;
         }
-        mean_bf16(&self.bins[axis], count).max(SCALE_FLOOR)
+        let mut bins = [0u64; 256];
+        for lane in self.bins.iter() {
+            for (b, x) in bins.iter_mut().zip(&lane[axis * 256..axis * 256 + 256]) {
+                *b += *x;
+            }
+        }
+        mean_bf16(&bins, count).max(SCALE_FLOOR)
     }
+}
+
+/// Codes of `re[i] + i·im[i]` into `codes` and their magnitudes into `acc`, for up to [`BATCH`] entries
+/// (the shortest slice decides). A branch-free pass that the compiler vectorizes fills the bin indices
+/// and significands; a short scalar loop then adds them to the bins.
+#[inline(always)]
+pub(crate) fn classify_batch(re: &[f32], im: &[f32], codes: &mut [u8], acc: &mut AxisSums) {
+    let n = re.len().min(im.len()).min(codes.len()).min(BATCH);
+    let (re, im, codes) = (&re[..n], &im[..n], &mut codes[..n]);
+    let mut idx = [0u16; BATCH];
+    let mut sig = [0u32; BATCH];
+    let mut n_im = 0u32;
+    for i in 0..n {
+        let (rb, ib) = (re[i].to_bits(), im[i].to_bits());
+        let c = code_from_bits(rb, ib);
+        let axis = c & 1;
+        let mag = if axis == 0 { rb } else { ib } & 0x7fff_ffff;
+        let e = mag >> 23;
+        idx[i] = ((axis << 8) | e) as u16;
+        sig[i] = (mag & 0x7f_ffff) | (u32::from(e != 0) << 23);
+        codes[i] = c as u8;
+        n_im += axis;
+    }
+    let (idx, sig) = (&idx[..n], &sig[..n]);
+    let [b0, b1, b2, b3] = &mut *acc.bins;
+    let mut chunks = idx.chunks_exact(LANES).zip(sig.chunks_exact(LANES));
+    for (i, s) in &mut chunks {
+        b0[usize::from(i[0]) & 511] += u64::from(s[0]);
+        b1[usize::from(i[1]) & 511] += u64::from(s[1]);
+        b2[usize::from(i[2]) & 511] += u64::from(s[2]);
+        b3[usize::from(i[3]) & 511] += u64::from(s[3]);
+    }
+    let tail = n - n % LANES;
+    for (i, s) in idx[tail..].iter().zip(&sig[tail..]) {
+        b0[usize::from(*i) & 511] += u64::from(*s);
+    }
+    acc.counts[1] += u64::from(n_im);
+    acc.counts[0] += (n as u64) - u64::from(n_im);
 }
 
 /// 384-bit unsigned integer, little-endian limbs.
@@ -205,7 +263,9 @@ mod tests {
         for v in values {
             acc.add(0, v.abs().to_bits());
         }
-        mean_bf16(&acc.bins[0], acc.counts[0])
+        let mut bins = [0u64; 256];
+        bins.copy_from_slice(&acc.bins[0][..256]);
+        mean_bf16(&bins, acc.counts[0])
     }
 
     #[test]
@@ -275,6 +335,37 @@ mod tests {
         assert_eq!(mean_of(&[0.1; 10]), 205.0 / 2048.0);
         // Rounding up across a power of two.
         assert_eq!(mean_of(&[2.0 - 2f32.powi(-9)]), 2.0);
+    }
+
+    #[test]
+    fn batches_bin_like_single_entries() {
+        let mut x: u32 = 5;
+        let mut vals = Vec::new();
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            vals.push(f32::from_bits(x & 0xbfff_ffff)); // finite, any sign
+        }
+        vals.extend([0.0, -0.0, 1.0, -1.0, 1e-40, -1e-40]);
+        let (re, im) = vals.split_at(vals.len() / 2);
+        let (mut one, mut batch) = (AxisSums::default(), AxisSums::default());
+        let mut codes = vec![0u8; re.len()];
+        for ((r, i), c) in re
+            .chunks(BATCH)
+            .zip(im.chunks(BATCH))
+            .zip(codes.chunks_mut(BATCH))
+        {
+            classify_batch(r, i, c, &mut batch);
+        }
+        for (k, (r, i)) in re.iter().zip(im).enumerate() {
+            assert_eq!(one.classify(r.to_bits(), i.to_bits()) as u8, codes[k]);
+            assert_eq!(codes[k], phase_code(*r, *i));
+        }
+        assert_eq!(one.counts, batch.counts);
+        for axis in 0..2 {
+            assert_eq!(one.scale(axis).to_bits(), batch.scale(axis).to_bits());
+        }
     }
 
     #[test]

@@ -39,20 +39,22 @@ pub(crate) struct SplitRows<'a> {
     pub w_im: &'a mut [f32],
 }
 
-/// Splits real rows j (`top`, 2m values) and n+j (`bot`) into the complex rows U[j] and W[j].
+/// Splits `[A11, A12, A21, A22]` slices (the same columns of the four quarters) into U and W values.
 /// Returns false if any result is not finite (a non-finite input, or a sum past f32's range).
 /// With `BF16` the inputs are first rounded to bf16 (a no-op for bf16 sources).
 #[inline(always)]
-pub(crate) fn split_rows<const BF16: bool>(top: &[f32], bot: &[f32], out: SplitRows<'_>) -> bool {
-    let m = out.u_re.len();
-    let (a11, a12) = top.split_at(m.min(top.len()));
-    let (a21, a22) = bot.split_at(m.min(bot.len()));
-    let n = m
-        .min(a12.len())
-        .min(a22.len())
+pub(crate) fn split_rows<const BF16: bool>(a: [&[f32]; 4], out: SplitRows<'_>) -> bool {
+    let [a11, a12, a21, a22] = a;
+    let n = out
+        .u_re
+        .len()
         .min(out.u_im.len())
         .min(out.w_re.len())
-        .min(out.w_im.len());
+        .min(out.w_im.len())
+        .min(a11.len())
+        .min(a12.len())
+        .min(a21.len())
+        .min(a22.len());
     let (a11, a12, a21, a22) = (&a11[..n], &a12[..n], &a21[..n], &a22[..n]);
     let (ur, ui, wr, wi) = (
         &mut out.u_re[..n],
@@ -105,8 +107,6 @@ mod tests {
 
     #[test]
     fn split_rows_flags_non_finite_results() {
-        let top = [1.0, f32::MAX];
-        let bot = [2.0, f32::MAX];
         let mut v = [[0f32; 1]; 4];
         let [a, b, c, d] = &mut v;
         let out = SplitRows {
@@ -115,9 +115,11 @@ mod tests {
             w_re: c,
             w_im: d,
         };
-        assert!(split_rows::<false>(&top, &bot, out));
-        let top = [f32::MAX, 0.0];
-        let bot = [0.0, f32::MAX];
+        assert!(split_rows::<false>(
+            [&[1.0], &[f32::MAX], &[2.0], &[f32::MAX]],
+            out
+        ));
+        assert_eq!(v[0][0], (1.0 + f32::MAX) * 0.5);
         let [a, b, c, d] = &mut v;
         let out = SplitRows {
             u_re: a,
@@ -125,6 +127,9 @@ mod tests {
             w_re: c,
             w_im: d,
         };
-        assert!(!split_rows::<false>(&top, &bot, out));
+        assert!(!split_rows::<false>(
+            [&[f32::MAX], &[0.0], &[0.0], &[f32::MAX]],
+            out
+        ));
     }
 }

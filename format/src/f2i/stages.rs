@@ -1,15 +1,17 @@
 //! Residual stages (`docs/quantizer.md` §3, `fairy2i-math.md` §3): q1 = PQ(w), e1 = w − q1, q2 = PQ(e1), …
 //! with fresh per-tensor scales per stage and per part (U, W).
 //!
-//! One parallel pass per stage over all complex entries: stage 1 fuses the split with the
-//! classification; stage s > 1 fuses the residual of stage s − 1 with the classification. The scales of
-//! a stage are known only after its pass (they are means over the whole tensor), hence one pass each.
+//! One parallel pass per stage over the input: the scales of a stage are means over the whole tensor, so
+//! stage s + 1 can start only when stage s is done. No residual is stored: each pass splits the input
+//! again, a batch of 256 entries at a time, replays the residuals of the earlier stages from their codes
+//! and scales (cheap, branch-free, in L1), and classifies. Reading the input once per stage costs less
+//! than writing and re-reading a residual buffer of the same size.
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::layout::{pack_codes, row_bytes, F2iStage, Part, QS_BYTES};
-use super::phase::AxisSums;
+use super::phase::{classify_batch, AxisSums, BATCH};
 use super::round::bf16;
 use super::split::{split_entry, split_rows, SplitRows};
 use super::{QuantOptions, QK_COMPLEX};
@@ -203,99 +205,41 @@ fn run<const BF16: bool>(w: &[f32], k: usize, n_rows: usize, stages: usize) -> R
     let n = n_rows / 2;
     let m = k / 2;
     let nm = n * m;
-    let mut re = vec![0f32; 2 * nm];
-    let mut im = vec![0f32; 2 * nm];
-    let mut codes: Vec<Vec<u8>> = Vec::with_capacity(stages);
-    let mut scales: Vec<[Scales; 2]> = Vec::with_capacity(stages);
-
-    // Stage 1: split and classify, a few rows per task.
-    let mut c1 = vec![0u8; 2 * nm];
     let rows = (TASK_ENTRIES / m).max(1);
     let chunk = rows * m;
-    let (ok, acc) = {
-        let (u_re, w_re) = re.split_at_mut(nm);
-        let (u_im, w_im) = im.split_at_mut(nm);
-        let (c_u, c_w) = c1.split_at_mut(nm);
-        (
-            u_re.par_chunks_mut(chunk),
-            u_im.par_chunks_mut(chunk),
-            w_re.par_chunks_mut(chunk),
-            w_im.par_chunks_mut(chunk),
-            c_u.par_chunks_mut(chunk),
-            c_w.par_chunks_mut(chunk),
-        )
-            .into_par_iter()
+    let mut codes: Vec<Vec<u8>> = Vec::with_capacity(stages);
+    let mut scales: Vec<[Scales; 2]> = Vec::with_capacity(stages);
+    for stage in 1..=stages {
+        let mut cs = vec![0u8; 2 * nm];
+        let (prev, sc) = (&codes, &scales);
+        let (c_u, c_w) = cs.split_at_mut(nm);
+        let (ok, acc) = c_u
+            .par_chunks_mut(chunk)
+            .zip(c_w.par_chunks_mut(chunk))
             .enumerate()
-            .map(|(t, (ur, ui, wr, wi, cu, cw))| {
+            .map(|(t, (cu, cw))| {
                 let mut acc = [AxisSums::default(), AxisSums::default()];
                 let mut ok = true;
-                let parts = ur
-                    .chunks_mut(m)
-                    .zip(ui.chunks_mut(m))
-                    .zip(wr.chunks_mut(m))
-                    .zip(wi.chunks_mut(m))
-                    .zip(cu.chunks_mut(m))
-                    .zip(cw.chunks_mut(m));
-                for (r, (((((ur, ui), wr), wi), cu), cw)) in parts.enumerate() {
-                    let j = t * rows + r;
-                    let top = &w[j * k..(j + 1) * k];
-                    let bot = &w[(n + j) * k..(n + j + 1) * k];
-                    let out = SplitRows {
-                        u_re: ur,
-                        u_im: ui,
-                        w_re: wr,
-                        w_im: wi,
+                for (r, (cu, cw)) in cu.chunks_mut(m).zip(cw.chunks_mut(m)).enumerate() {
+                    let row = RowPair {
+                        w,
+                        k,
+                        n,
+                        j: t * rows + r,
                     };
-                    ok &= split_rows::<BF16>(top, bot, out);
-                    classify(ur, ui, cu, &mut acc[0]);
-                    classify(wr, wi, cw, &mut acc[1]);
+                    ok &= stage_row::<BF16>(row, prev, sc, [cu, cw], &mut acc);
                 }
                 (ok, acc)
             })
             .reduce(
                 || (true, [AxisSums::default(), AxisSums::default()]),
                 |(oa, [ua, wa]), (ob, [ub, wb])| (oa && ob, [ua.merge(ub), wa.merge(wb)]),
-            )
-    };
-    if !ok {
-        let (row, col) = first_bad(w, k, n, BF16);
-        return Err(Error::F2iNotFinite { row, col });
-    }
-    scales.push(stage_scales(&acc, 1)?);
-    codes.push(c1);
-
-    // Stages 2..: residual of the previous stage, then classify.
-    for s in 2..=stages {
-        let prev = &codes[s - 2];
-        let sc = scales[s - 2];
-        let mut cs = vec![0u8; 2 * nm];
-        let acc = (
-            re.par_chunks_mut(TASK_ENTRIES),
-            im.par_chunks_mut(TASK_ENTRIES),
-            prev.par_chunks(TASK_ENTRIES),
-            cs.par_chunks_mut(TASK_ENTRIES),
-        )
-            .into_par_iter()
-            .enumerate()
-            .map(|(t, (r, i, p, c))| {
-                let mut acc = [AxisSums::default(), AxisSums::default()];
-                // A task may straddle the end of U and the start of W.
-                let start = t * TASK_ENTRIES;
-                let cut = nm.saturating_sub(start).min(r.len());
-                let (r_u, r_w) = r.split_at_mut(cut);
-                let (i_u, i_w) = i.split_at_mut(cut);
-                let (p_u, p_w) = p.split_at(cut);
-                let (c_u, c_w) = c.split_at_mut(cut);
-                let [acc_u, acc_w] = &mut acc;
-                residual_classify::<BF16>(r_u, i_u, p_u, c_u, sc[0], acc_u);
-                residual_classify::<BF16>(r_w, i_w, p_w, c_w, sc[1], acc_w);
-                acc
-            })
-            .reduce(
-                || [AxisSums::default(), AxisSums::default()],
-                |[ua, wa], [ub, wb]| [ua.merge(ub), wa.merge(wb)],
             );
-        scales.push(stage_scales(&acc, s)?);
+        if !ok {
+            let (row, col) = first_bad(w, k, n, BF16);
+            return Err(Error::F2iNotFinite { row, col });
+        }
+        scales.push(stage_scales(&acc, stage)?);
         codes.push(cs);
     }
     Ok(Quantized {
@@ -304,6 +248,68 @@ fn run<const BF16: bool>(w: &[f32], k: usize, n_rows: usize, stages: usize) -> R
         codes,
         scales,
     })
+}
+
+/// Real rows j and n + j of the input (row length k), the source of complex row j of U and W.
+#[derive(Clone, Copy)]
+struct RowPair<'a> {
+    w: &'a [f32],
+    k: usize,
+    n: usize,
+    j: usize,
+}
+
+/// Codes of stage `prev.len() + 1` of complex row j of U (`out[0]`) and W (`out[1]`), a batch at a time:
+/// split the real rows, replay the residuals of the earlier stages from their codes and scales, classify.
+/// Returns false if the split met a non-finite value.
+#[inline(always)]
+fn stage_row<const BF16: bool>(
+    row: RowPair<'_>,
+    prev: &[Vec<u8>],
+    sc: &[[Scales; 2]],
+    out: [&mut [u8]; 2],
+    acc: &mut [AxisSums; 2],
+) -> bool {
+    let RowPair { w, k, n, j } = row;
+    let m = k / 2;
+    let nm = n * m;
+    let top = &w[j * k..(j + 1) * k];
+    let bot = &w[(n + j) * k..(n + j + 1) * k];
+    let [out_u, out_w] = out;
+    let mut ok = true;
+    let mut buf = [[0f32; BATCH]; 4];
+    for b0 in (0..m).step_by(BATCH) {
+        let len = BATCH.min(m - b0);
+        let [ur, ui, wr, wi] = &mut buf;
+        let (ur, ui, wr, wi) = (
+            &mut ur[..len],
+            &mut ui[..len],
+            &mut wr[..len],
+            &mut wi[..len],
+        );
+        let src = [
+            &top[b0..b0 + len],
+            &top[m + b0..m + b0 + len],
+            &bot[b0..b0 + len],
+            &bot[m + b0..m + b0 + len],
+        ];
+        let split_out = SplitRows {
+            u_re: ur,
+            u_im: ui,
+            w_re: wr,
+            w_im: wi,
+        };
+        ok &= split_rows::<BF16>(src, split_out);
+        for (codes, s) in prev.iter().zip(sc) {
+            let at = j * m + b0;
+            residual::<BF16>(ur, ui, &codes[at..at + len], s[0]);
+            residual::<BF16>(wr, wi, &codes[nm + at..nm + at + len], s[1]);
+        }
+        let [acc_u, acc_w] = acc;
+        classify_batch(ur, ui, &mut out_u[b0..b0 + len], acc_u);
+        classify_batch(wr, wi, &mut out_w[b0..b0 + len], acc_w);
+    }
+    ok
 }
 
 /// The scales of one stage from its sums, checked against f16's range.
@@ -328,47 +334,22 @@ fn stage_scales(acc: &[AxisSums; 2], stage: usize) -> Result<[Scales; 2]> {
     Ok(out)
 }
 
-/// Codes of `re[i] + i·im[i]` into `codes`, magnitudes into `acc`.
+/// `re − q_re`, `im − q_im` for the stage value q of code `prev` (branch-free; the value off its axis
+/// is +0, built from bits so that it is never −0: `x − (+0)` keeps the sign of a zero x).
 #[inline(always)]
-fn classify(re: &[f32], im: &[f32], codes: &mut [u8], acc: &mut AxisSums) {
-    for ((r, i), c) in re.iter().zip(im).zip(codes.iter_mut()) {
-        *c = acc.classify(r.to_bits(), i.to_bits()) as u8;
-    }
-}
-
-/// Subtracts the previous stage (codes `prev`, scales `s`: ±s on its axis, +0 off it) from the residual
-/// in place, rounding to bf16 with `BF16`, then classifies the new residual.
-#[inline(always)]
-fn residual_classify<const BF16: bool>(
-    re: &mut [f32],
-    im: &mut [f32],
-    prev: &[u8],
-    codes: &mut [u8],
-    s: Scales,
-    acc: &mut AxisSums,
-) {
-    let it = re
-        .iter_mut()
-        .zip(im.iter_mut())
-        .zip(prev)
-        .zip(codes.iter_mut());
-    for (((r, i), &p), c) in it {
-        let on_im = p & 1 != 0;
-        let d = if on_im { s.im } else { s.re };
-        let q = if p & 2 != 0 { -d } else { d };
-        let (mut vr, mut vi) = (*r, *i);
-        if on_im {
-            vi -= q;
-        } else {
-            vr -= q;
-        }
-        if BF16 {
-            vr = bf16(vr);
-            vi = bf16(vi);
-        }
-        *r = vr;
-        *i = vi;
-        *c = acc.classify(vr.to_bits(), vi.to_bits()) as u8;
+fn residual<const BF16: bool>(re: &mut [f32], im: &mut [f32], prev: &[u8], s: Scales) {
+    let n = re.len().min(im.len()).min(prev.len());
+    let (re, im, prev) = (&mut re[..n], &mut im[..n], &prev[..n]);
+    let (sr, si) = (s.re.to_bits(), s.im.to_bits());
+    for i in 0..n {
+        let p = u32::from(prev[i]);
+        let keep_re = (p & 1).wrapping_sub(1); // all ones on the real axis, 0 on the imaginary one
+        let sign = (p & 2) << 30;
+        let q_re = f32::from_bits((sr | sign) & keep_re);
+        let q_im = f32::from_bits((si | sign) & !keep_re);
+        let (vr, vi) = (re[i] - q_re, im[i] - q_im);
+        re[i] = if BF16 { bf16(vr) } else { vr };
+        im[i] = if BF16 { bf16(vi) } else { vi };
     }
 }
 
