@@ -194,6 +194,24 @@ impl<'a> Gguf<'a> {
                 }
                 dims.push(v);
             }
+            // As gguf.cpp: the running element count must stay within int64 (a 0 ends the risk), so
+            // `n_elements` cannot overflow. Stricter than gguf.cpp only for `ne[0] == 0`: the row
+            // count alone must fit too, so `n_rows` cannot overflow either.
+            for start in [0, 1] {
+                let mut count = 1u64;
+                for (d, &v) in dims.iter().enumerate().skip(start) {
+                    count = match count.checked_mul(v) {
+                        Some(n) if n <= i64::MAX as u64 => n,
+                        _ => {
+                            return Err(Error::BadDim {
+                                tensor: name,
+                                dim: d,
+                                value: v,
+                            })
+                        }
+                    };
+                }
+            }
             let id = c.u32(&|| format!("tensor '{name}' type"))?;
             let ty = GgmlType::from_u32(id).ok_or_else(|| Error::UnknownTensorType {
                 tensor: name.clone(),
