@@ -15,11 +15,13 @@ fn main() {
         .expect("ggml-backend lives inside the workspace")
         .to_path_buf();
     let shim_dir = workspace.join("ffi/shim");
+    let our_include = workspace.join("ffi/include");
     let script = workspace.join("ffi/build-llama.sh");
 
     println!("cargo:rerun-if-env-changed=FAIRY2I_LLAMA_SRC");
     println!("cargo:rerun-if-env-changed=FAIRY2I_CACHE");
     println!("cargo:rerun-if-changed={}", shim_dir.display());
+    println!("cargo:rerun-if-changed={}", our_include.display());
     println!(
         "cargo:rerun-if-changed={}",
         workspace.join("ffi/patches").display()
@@ -66,6 +68,7 @@ fn main() {
     let mut build = cc::Build::new();
     build
         .files(&sources)
+        .include(&our_include)
         .include(&include)
         .include(&internal)
         .std("c11")

@@ -13,6 +13,8 @@
 #define GGML_COMMON_DECL_C
 #include "ggml-common.h"
 
+#include "fairy2i.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +26,13 @@ _Static_assert(GGML_TYPE_F32 == 0, "ggml_type F32 moved");
 _Static_assert(GGML_TYPE_F2I_W1 == 64 && GGML_TYPE_F2I_W2 == 65 && GGML_TYPE_F2I_W3 == 66 &&
                GGML_TYPE_F2I_W4 == 67 && GGML_TYPE_COUNT == 68, "F2I type ids changed (ffi/patches)");
 _Static_assert(sizeof(block_f2i_stage) == 36, "F2I stage record is 36 bytes");
+// ffi/include/fairy2i.h must agree with the patched headers
+_Static_assert((int) FAIRY2I_TYPE_F2I_W1 == (int) GGML_TYPE_F2I_W1 && (int) FAIRY2I_TYPE_F2I_W2 == (int) GGML_TYPE_F2I_W2 &&
+               (int) FAIRY2I_TYPE_F2I_W3 == (int) GGML_TYPE_F2I_W3 && (int) FAIRY2I_TYPE_F2I_W4 == (int) GGML_TYPE_F2I_W4 &&
+               (int) FAIRY2I_GGML_TYPE_COUNT == (int) GGML_TYPE_COUNT, "fairy2i.h type ids");
+_Static_assert(sizeof(struct fairy2i_stage) == sizeof(block_f2i_stage) && FAIRY2I_STAGE_BYTES == sizeof(block_f2i_stage) &&
+               offsetof(struct fairy2i_stage, qs) == offsetof(block_f2i_stage, qs) && FAIRY2I_QK == QK_K,
+               "fairy2i.h stage layout");
 _Static_assert(GGML_OP_NONE == 0 && GGML_OP_MUL_MAT == 29 && GGML_OP_RESHAPE == 36 && GGML_OP_VIEW == 37 &&
                GGML_OP_PERMUTE == 38 && GGML_OP_TRANSPOSE == 39, "ggml_op ids changed (supports.rs)");
 _Static_assert(GGML_MAX_DIMS == 4 && GGML_MAX_SRC == 10, "ggml tensor dims/srcs changed");
