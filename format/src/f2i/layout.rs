@@ -131,7 +131,7 @@ impl Part {
 }
 
 /// The part and complex row held by stored row `row` of a tensor with `n_rows` real rows (`n = n_rows/2`):
-/// row j < n holds U[j], row n + j holds W[j]. `None` when `row >= n_rows`.
+/// row j < n holds `U[j]`, row n + j holds `W[j]`. `None` when `row >= n_rows`.
 pub fn stored_row(row: usize, n_rows: usize) -> Option<(Part, usize)> {
     let n = n_rows / 2;
     if row >= 2 * n {

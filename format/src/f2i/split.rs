@@ -1,8 +1,10 @@
 //! The widely-linear split of `docs/quantizer.md` §1 (`fairy2i-math.md` §1): a real 2n × 2m matrix A
 //! becomes the complex n × m matrices U and W, and back.
 //!
-//!     U_re = ½(A11 + A22)   U_im = ½(A21 − A12)   W_re = ½(A11 − A22)   W_im = ½(A12 + A21)
-//!     A11 = U_re + W_re     A12 = W_im − U_im     A21 = U_im + W_im     A22 = U_re − W_re
+//! ```text
+//! U_re = ½(A11 + A22)   U_im = ½(A21 − A12)   W_re = ½(A11 − A22)   W_im = ½(A12 + A21)
+//! A11 = U_re + W_re     A12 = W_im − U_im     A21 = U_im + W_im     A22 = U_re − W_re
+//! ```
 
 use super::round::bf16;
 

@@ -124,7 +124,7 @@ impl Quantized {
         out
     }
 
-    /// The bytes of the F2I tensor (`docs/format.md`): stored row j = U[j], row n + j = W[j], each row
+    /// The bytes of the F2I tensor (`docs/format.md`): stored row j = `U[j]`, row n + j = `W[j]`, each row
     /// `m/128` blocks of `stages` stage records. Needs `m % 128 == 0`.
     pub fn to_f2i_bytes(&self) -> Result<Vec<u8>> {
         let (n, m) = (self.n, self.m);
