@@ -103,16 +103,16 @@ impl Oracle {
         }
     }
 
-    /// Runs one case; returns (y_f2i, y_cpu, stderr).
-    fn run(
+    /// Runs the oracle on one case with the layout flag (0 plain, 1 strided, 2 misaligned);
+    /// returns (stdout, stderr, output file).
+    fn exec(
         &self,
         case: &Case,
         threads: u32,
-        strided: bool,
+        layout: u32,
         isa: Option<&str>,
-    ) -> (Vec<f32>, Vec<f32>, String) {
+    ) -> (String, String, PathBuf) {
         let stages = case.stages as u32;
-        let n_cols = case.cols.iter().product::<usize>();
         let mut bytes = Vec::new();
         for v in [
             0x4f49_3246u32,
@@ -122,7 +122,7 @@ impl Oracle {
         ]
         .into_iter()
         .chain(case.cols.iter().map(|&c| c as u32))
-        .chain([threads, strided as u32])
+        .chain([threads, layout])
         {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
@@ -150,6 +150,19 @@ impl Oracle {
             "oracle failed for {}:\n{stdout}\n{stderr}",
             case.name
         );
+        (stdout, stderr, output)
+    }
+
+    /// Runs one case; returns (y_f2i, y_cpu, stderr).
+    fn run(
+        &self,
+        case: &Case,
+        threads: u32,
+        strided: bool,
+        isa: Option<&str>,
+    ) -> (Vec<f32>, Vec<f32>, String) {
+        let n_cols = case.cols.iter().product::<usize>();
+        let (stdout, stderr, output) = self.exec(case, threads, strided as u32, isa);
         assert!(
             stdout.contains("assigned FAIRY2I CPU"),
             "{}: wrong backends: {stdout}",
@@ -400,6 +413,26 @@ fn oracle_matches_ggml_cpu_on_dequantized_weights() {
             println!("{isa}: not supported by this CPU, not tested");
         }
     }
+
+    // misaligned activations: an error status and one log line, no crash
+    let case = random_case(&mut rng, 256, 4, 1, [2, 1, 1]);
+    let (stdout, stderr, _) = oracle.exec(&case, 2, 2, None);
+    assert!(stdout.contains("assigned FAIRY2I"), "{stdout}");
+    assert!(
+        stdout.contains("status -1"),
+        "misaligned src1 must fail: {stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("misaligned or not inside its buffer"),
+        "{stderr}"
+    );
+    println!(
+        "misaligned src1: GGML_STATUS_FAILED with \"{}\"",
+        stderr
+            .lines()
+            .find(|l| l.contains("misaligned"))
+            .unwrap_or("")
+    );
 
     // a real tensor, quantized by the format crate
     for (stages, batch) in [(2usize, 1usize), (2, 64), (1, 7), (4, 2)] {

@@ -9,7 +9,9 @@
 // usage: oracle PLUGIN.so LIBGGML_CPU.so CASE_FILE OUT_FILE
 // CASE_FILE: u32 magic 0x4f493246 ("F2IO"), type, k, n_rows, ne11, ne12, ne13, n_threads, strided;
 //            then the F2I bytes, the f32 weight (n_rows*k), the f32 activations (k*ne11*ne12*ne13).
-//            strided != 0: x is a view with 32 NaN floats of padding after every column.
+//            strided == 1: x is a view with 32 NaN floats of padding after every column;
+//            strided == 2: x is a view 2 bytes into its buffer (misaligned f32): only the F2I product is
+//            built, and the program prints "status <ggml_status>" instead of writing results.
 // OUT_FILE:  y_f2i then y_cpu, f32, n_rows per column.
 // stdout:    "assigned <backend of y_f2i> <backend of y_cpu>"
 
@@ -54,6 +56,7 @@ int main(int argc, char ** argv) {
     const enum ggml_type type = (enum ggml_type) h[1];
     const int64_t k = h[2], n_rows = h[3], ne11 = h[4], ne12 = h[5], ne13 = h[6];
     const int n_threads = (int) h[7];
+    const int misaligned = h[8] == 2;
     const int strided = h[8] != 0;
     const int64_t n_cols = ne11 * ne12 * ne13;
     const size_t f2i_bytes = ggml_row_size(type, k) * (size_t) n_rows;
@@ -101,8 +104,20 @@ int main(int argc, char ** argv) {
     struct ggml_init_params gp = { ggml_tensor_overhead() * 16 + ggml_graph_overhead(), NULL, true };
     struct ggml_context * ctx_g = ggml_init(gp);
     struct ggml_tensor * x = strided
-        ? ggml_view_4d(ctx_g, xfull, k, ne11, ne12, ne13, xfull->nb[1], xfull->nb[2], xfull->nb[3], 0)
+        ? ggml_view_4d(ctx_g, xfull, k, ne11, ne12, ne13, xfull->nb[1], xfull->nb[2], xfull->nb[3], misaligned ? 2 : 0)
         : xfull;
+    if (misaligned) {
+        struct ggml_tensor * y = ggml_mul_mat(ctx_g, w, x);
+        ggml_set_output(y);
+        struct ggml_cgraph * g1 = ggml_new_graph(ctx_g);
+        ggml_build_forward_expand(g1, y);
+        ggml_backend_t bes[2] = { be_f2i, be_cpu };
+        ggml_backend_sched_t s1 = ggml_backend_sched_new(bes, NULL, 2, GGML_DEFAULT_GRAPH_SIZE, false, true);
+        if (!ggml_backend_sched_alloc_graph(s1, g1)) die("sched cannot allocate the graph");
+        printf("assigned %s\n", ggml_backend_name(ggml_backend_sched_get_tensor_backend(s1, y)));
+        printf("status %d\n", (int) ggml_backend_sched_graph_compute(s1, g1));
+        return 0;
+    }
     struct ggml_tensor * y_f2i = ggml_mul_mat(ctx_g, w, x);
     struct ggml_tensor * y_cpu = ggml_mul_mat(ctx_g, w32, x);
     ggml_set_name(y_f2i, "y_f2i");
