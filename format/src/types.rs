@@ -168,7 +168,7 @@ impl GgmlType {
     /// Bytes of a row of `ne0` elements, or an error if `ne0` is not a whole number of blocks.
     pub fn row_size(self, ne0: u64) -> Result<u64> {
         let blck = self.block_size();
-        if ne0 % blck != 0 {
+        if !ne0.is_multiple_of(blck) {
             return Err(Error::RowNotBlockAligned {
                 ty: self.name(),
                 ne0,
