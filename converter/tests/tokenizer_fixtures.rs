@@ -289,6 +289,242 @@ fn tokenizer_model_wins_over_tokenizer_json() {
     assert!(get(&ours, "tokenizer.ggml.merges").is_none());
 }
 
+// ---- variations checked against the reference converter ----
+// Expected values below come from running llama.cpp b11434's own `set_vocab` (transformers 4.57.6,
+// tokenizers 0.22.2, gguf-py 0.19.0) on the same modified folders.
+
+fn keys(kvs: &[(String, Value)]) -> Vec<&str> {
+    kvs.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+fn u32_of(kvs: &[(String, Value)], key: &str) -> Option<u32> {
+    match get(kvs, key) {
+        Some(Value::U32(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+#[test]
+fn legacy_special_tokens_map_makes_additional_specials_control() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = copy_fixture(&fx, "qwen2-tiny", &[]);
+    let tc_path = tmp.path().join("tokenizer_config.json");
+    let mut tc = read_json(&tc_path);
+    tc.as_object_mut().unwrap().remove("added_tokens_decoder");
+    write_json(&tc_path, &tc);
+    write_json(
+        &tmp.path().join("special_tokens_map.json"),
+        &serde_json::json!({"additional_special_tokens": ["<|im_start|>", "<tool_call>"]}),
+    );
+    let ours = convert(tmp.path(), "qwen2").unwrap();
+    let types = arr(get(&ours, "tokenizer.ggml.token_type"));
+    assert_eq!(types[151657], Value::I32(3), "<tool_call> becomes CONTROL");
+    assert_eq!(
+        types[151658],
+        Value::I32(4),
+        "</tool_call> stays USER_DEFINED"
+    );
+}
+
+#[test]
+fn new_added_tokens_take_ids_and_types_as_transformers_assigns_them() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = copy_fixture(&fx, "qwen2-tiny", &[]);
+    let tj_path = tmp.path().join("tokenizer.json");
+    let tc_path = tmp.path().join("tokenizer_config.json");
+    let (mut tj, mut tc) = (read_json(&tj_path), read_json(&tc_path));
+    let new = [
+        ("\u{2581}hello world", false, false),
+        ("\u{120}foo", false, false), // already a vocab token: keeps its id
+        ("<unused7>", false, true),
+        ("<pad>", false, false),
+        ("ABC", true, false), // already a vocab token
+        ("zz top", false, true),
+    ];
+    for (i, (content, normalized, special)) in new.iter().enumerate() {
+        let e = serde_json::json!({"id": 151665 + i, "content": content, "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": normalized, "special": special});
+        tj["added_tokens"].as_array_mut().unwrap().push(e.clone());
+        let mut entry = e.clone();
+        entry.as_object_mut().unwrap().remove("id");
+        tc["added_tokens_decoder"][(151665 + i).to_string()] = entry;
+    }
+    write_json(&tj_path, &tj);
+    write_json(&tc_path, &tc);
+    let ours = convert(tmp.path(), "qwen2").unwrap();
+    let tokens = arr(get(&ours, "tokenizer.ggml.tokens"));
+    let types = arr(get(&ours, "tokenizer.ggml.token_type"));
+    let got: Vec<(&str, &Value)> = (151665..151671)
+        .map(|i| (tokens[i].as_str().unwrap(), &types[i]))
+        .collect();
+    let want = [
+        (" hello world", 4),
+        ("<unused7>", 3),
+        ("<pad>", 3),
+        ("zz top", 3),
+        ("[PAD151669]", 5),
+        ("[PAD151670]", 5),
+    ];
+    let want: Vec<(&str, Value)> = want.iter().map(|(t, ty)| (*t, Value::I32(*ty))).collect();
+    let want: Vec<(&str, &Value)> = want.iter().map(|(t, v)| (*t, v)).collect();
+    assert_eq!(got, want);
+}
+
+/// `[{"SpecialToken": …}, {"Sequence": …}]` template pieces.
+fn tmpl(pieces: &[&str]) -> serde_json::Value {
+    serde_json::Value::Array(
+        pieces
+            .iter()
+            .map(|p| match *p {
+                "A" | "B" => serde_json::json!({"Sequence": {"id": p, "type_id": 0}}),
+                t => serde_json::json!({"SpecialToken": {"id": t, "type_id": 0}}),
+            })
+            .collect(),
+    )
+}
+
+/// A tokenizer.json beside tokenizer.model: only its added tokens and post-processor are read.
+fn spm_with_tokenizer_json(fx: &Path, post_processor: serde_json::Value) -> tempfile::TempDir {
+    let tmp = copy_fixture(fx, "llama-spm-tiny", &[]);
+    let added: Vec<serde_json::Value> = ["<unk>", "<s>", "</s>"]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            serde_json::json!({"id": i, "content": c, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    write_json(
+        &tmp.path().join("tokenizer.json"),
+        &serde_json::json!({"version": "1.0", "added_tokens": added, "normalizer": null,
+            "pre_tokenizer": null, "post_processor": post_processor, "decoder": null,
+            "model": {"type": "BPE", "vocab": {}, "merges": []}}),
+    );
+    tmp
+}
+
+#[test]
+fn llama2_tokenizer_json_beside_the_model_resolves_ids_and_add_sep() {
+    let Some(fx) = fixtures() else { return };
+    let pp = serde_json::json!({"type": "TemplateProcessing", "single": tmpl(&["<s>", "A"]),
+        "pair": tmpl(&["<s>", "A", "<s>", "B"])});
+    let tmp = spm_with_tokenizer_json(&fx, pp);
+    let ours = convert(tmp.path(), "llama").unwrap();
+    assert_eq!(
+        keys(&ours),
+        [
+            "tokenizer.ggml.model",
+            "tokenizer.ggml.pre",
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.scores",
+            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.unknown_token_id",
+            "tokenizer.ggml.add_bos_token",
+            "tokenizer.ggml.add_sep_token",
+            "tokenizer.ggml.add_eos_token",
+            "tokenizer.chat_template",
+        ]
+    );
+    assert_eq!(u32_of(&ours, "tokenizer.ggml.unknown_token_id"), Some(0));
+    assert_eq!(
+        get(&ours, "tokenizer.ggml.add_sep_token"),
+        Some(&Value::Bool(false))
+    );
+}
+
+#[test]
+fn template_with_another_trailing_token_moves_eos_to_eot() {
+    let Some(fx) = fixtures() else { return };
+    let pp = serde_json::json!({"type": "TemplateProcessing", "single": tmpl(&["<s>", "A", "<unk>"]),
+        "pair": tmpl(&["A", "</s>", "B"])});
+    let tmp = spm_with_tokenizer_json(&fx, pp);
+    let tc_path = tmp.path().join("tokenizer_config.json");
+    let mut tc = read_json(&tc_path);
+    tc["eos_token"] = serde_json::json!("</s>");
+    write_json(&tc_path, &tc);
+    let ours = convert(tmp.path(), "llama").unwrap();
+    assert_eq!(u32_of(&ours, "tokenizer.ggml.eos_token_id"), Some(0));
+    assert_eq!(u32_of(&ours, "tokenizer.ggml.eot_token_id"), Some(2));
+    assert_eq!(
+        get(&ours, "tokenizer.ggml.add_eos_token"),
+        Some(&Value::Bool(true))
+    );
+    let k = keys(&ours);
+    let pos = |key: &str| k.iter().position(|x| *x == key).unwrap();
+    assert!(pos("tokenizer.ggml.eot_token_id") < pos("tokenizer.ggml.add_bos_token"));
+}
+
+#[test]
+fn codellama_vocab_size_adds_the_eot_id_last() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = spm_with_tokenizer_json(&fx, serde_json::Value::Null);
+    let cfg_path = tmp.path().join("config.json");
+    let mut cfg = read_json(&cfg_path);
+    cfg["vocab_size"] = serde_json::json!(32016);
+    write_json(&cfg_path, &cfg);
+    let tc_path = tmp.path().join("tokenizer_config.json");
+    let mut tc = read_json(&tc_path);
+    tc["eot_token"] = serde_json::json!("</s>");
+    write_json(&tc_path, &tc);
+    let ours = convert(tmp.path(), "llama").unwrap();
+    assert_eq!(arr(get(&ours, "tokenizer.ggml.tokens")).len(), 32016);
+    assert_eq!(
+        ours.last().map(|(k, _)| k.as_str()),
+        Some("tokenizer.ggml.eot_token_id")
+    );
+    assert_eq!(u32_of(&ours, "tokenizer.ggml.eot_token_id"), Some(2));
+}
+
+#[test]
+fn named_chat_templates_sep_and_mask_ids() {
+    let Some(fx) = fixtures() else { return };
+    let pp = serde_json::json!({"type": "Sequence", "processors": [{"type": "ByteLevel"},
+        {"type": "TemplateProcessing", "single": tmpl(&["<s>", "A"]), "pair": tmpl(&["<s>", "A", "</s>", "B"])}]});
+    let tmp = spm_with_tokenizer_json(&fx, pp);
+    let tc_path = tmp.path().join("tokenizer_config.json");
+    let mut tc = read_json(&tc_path);
+    tc["add_eos_token"] = serde_json::json!(true);
+    tc["sep_token"] = serde_json::json!("</s>");
+    tc["cls_token"] = serde_json::json!({"content": "<s>"});
+    tc["mask_token"] = serde_json::json!("<unk>");
+    tc["chat_template"] = serde_json::json!([{"name": "default", "template": "D"},
+        {"name": "rag stuff", "template": "R"}]);
+    write_json(&tc_path, &tc);
+    let ours = convert(tmp.path(), "llama").unwrap();
+    assert_eq!(
+        keys(&ours)[5..],
+        [
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.unknown_token_id",
+            "tokenizer.ggml.seperator_token_id",
+            "tokenizer.ggml.mask_token_id",
+            "tokenizer.ggml.add_bos_token",
+            "tokenizer.ggml.add_eos_token",
+            "tokenizer.ggml.add_sep_token",
+            "tokenizer.chat_template.rag_stuff",
+            "tokenizer.chat_templates",
+            "tokenizer.chat_template",
+        ]
+    );
+    // bos_token and cls_token are dicts here, which the template's leading "<s>" never equals
+    // in the reference's comparison: add_bos false.
+    assert_eq!(
+        get(&ours, "tokenizer.ggml.add_bos_token"),
+        Some(&Value::Bool(false))
+    );
+    assert_eq!(
+        get(&ours, "tokenizer.ggml.add_sep_token"),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        get(&ours, "tokenizer.chat_template").and_then(Value::as_str),
+        Some("D")
+    );
+}
+
 // ---- bad input ----
 
 type Kvs = Result<Vec<(String, Value)>, TokenizerError>;

@@ -140,9 +140,10 @@ const SPECIAL_KEYS: [&str; 7] = [
 
 impl HfTokenizer {
     /// Loads `tokenizer.json` and applies what transformers 4.57 does on load:
-    /// - `added_tokens_decoder` of `tokenizer_config.json` (or, without it, the legacy
-    ///   `special_tokens_map.json`/`added_tokens.json`) entries that differ from the backend's
-    ///   added tokens are added;
+    /// - every `added_tokens_decoder` entry of `tokenizer_config.json` (or, without it, of the
+    ///   legacy `added_tokens.json` + `tokenizer.json`; `special_tokens_map.json` then overrides
+    ///   the special token attributes) is added again, marked special when its text is one of the
+    ///   special token attributes;
     /// - every special token attribute (`bos_token` … `mask_token`, `additional_special_tokens`,
     ///   class defaults included) not yet an added token is added as a special token;
     /// - a top-level pre-tokenizer with `add_prefix_space` takes tokenizer_config's value (default
@@ -310,15 +311,12 @@ impl HfTokenizer {
         let special_strs: HashSet<String> =
             extended.iter().map(|v| v.content().to_owned()).collect();
 
-        // tokens_to_add: decoder entries that differ from every backend added token, then the
-        // special tokens not yet known.
+        // tokens_to_add: every decoder entry (transformers compares their reprs with the hashes
+        // of the decoder's *keys*, so none is ever recognised as present), then the special
+        // tokens not yet known.
         let existing: Vec<AddedToken> =
             tokenizer.get_added_tokens_decoder().into_values().collect();
-        let mut to_add: Vec<AddedToken> = decoder
-            .values()
-            .filter(|t| !existing.contains(t))
-            .cloned()
-            .collect();
+        let mut to_add: Vec<AddedToken> = decoder.values().cloned().collect();
         let encoder: HashSet<String> = existing
             .iter()
             .map(|t| t.content.clone())

@@ -177,7 +177,7 @@ pub type Result<T> = std::result::Result<T, TokenizerError>;
 /// All `tokenizer.*` KVs in the order the reference converter writes them.
 pub fn tokenizer_kvs(input: &TokenizerInput<'_>) -> Result<Vec<(String, Value)>> {
     let dir = input.dir;
-    let default_vocab = match input.arch {
+    let arch_default = match input.arch {
         "llama" => 32000,
         "qwen2" | "qwen3" => 151_936,
         other => {
@@ -185,6 +185,12 @@ pub fn tokenizer_kvs(input: &TokenizerInput<'_>) -> Result<Vec<(String, Value)>>
                 arch: other.to_owned(),
             })
         }
+    };
+    // The config class (hence its vocab_size default) follows config.json's model_type.
+    let default_vocab = match input.config.get("model_type").and_then(Json::as_str) {
+        Some("llama") => 32000,
+        Some("qwen2" | "qwen3" | "qwen2_moe" | "qwen3_moe") => 151_936,
+        _ => arch_default,
     };
     let config_path = dir.join("config.json");
     // `AutoConfig(...).to_dict()` always has vocab_size (the class default when config.json lacks it).
