@@ -15,8 +15,15 @@
 //!   adds the infill ids and `vocab_size` 49152 forces `add_bos_token` false.
 //! - `qwen2`, `qwen3`: SentencePiece when `tokenizer.model` exists, else GPT-2 BPE.
 //!
+//! Also rejected (the reference handles them by other means): a Mistral `tekken.json` without
+//! `tokenizer.json`, `tokenizer_class` HybridDNATokenizer, and architectures other than llama,
+//! qwen2 and qwen3.
+//!
 //! Modules: [`kv`] (keys, ordered KV list), [`special`] (gguf-py's `SpecialVocab`), [`gpt2`]
-//! (BPE vocab, `tokenizer.ggml.pre` detection), [`spm`] (SentencePiece `tokenizer.model`).
+//! (BPE vocab as transformers' `AutoTokenizer` presents it, `tokenizer.ggml.pre` by chkhsh),
+//! [`spm`] (SentencePiece `tokenizer.model`), [`json`] (one-pass `tokenizer.json` reader),
+//! `backend` (the `tokenizers` crate's tokenizer built from it), `pre_hashes` (the reference's
+//! chkhsh table).
 
 mod backend;
 pub mod gpt2;
