@@ -83,8 +83,8 @@ pub fn llama_dir() -> Option<PathBuf> {
                 PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last()?.trim())
             }
         };
-        let ok = dir.join("bin/llama-simple").is_file()
-            && dir.join("bin/libggml-fairy2i.so").is_file();
+        let ok =
+            dir.join("bin/llama-simple").is_file() && dir.join("bin/libggml-fairy2i.so").is_file();
         ok.then_some(dir)
     })
     .clone()
@@ -102,8 +102,14 @@ pub fn fairy2i() -> PathBuf {
         let release = !cfg!(debug_assertions);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace())
-            .args(["build", "-q", "-p", "fairy2i-converter", "--bin", "fairy2i"]);
+        cmd.current_dir(workspace()).args([
+            "build",
+            "-q",
+            "-p",
+            "fairy2i-converter",
+            "--bin",
+            "fairy2i",
+        ]);
         if release {
             cmd.arg("--release");
         }
@@ -152,7 +158,9 @@ impl Run {
 
 fn tail(s: &str, n: usize) -> &str {
     let start = s.len().saturating_sub(n);
-    let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
     &s[start..]
 }
 
@@ -196,7 +204,11 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Run {
 /// The output of a command that must succeed.
 pub fn output(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -214,13 +226,20 @@ pub fn scratch_dir() -> PathBuf {
 /// Converts (`fairy2i quantize`) `src` to `ty`, once per test binary run, into the scratch dir.
 pub fn quantized(src: &Path, ty: &str, extra: &[&str]) -> PathBuf {
     static DONE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-    let stem = src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = src
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tag = extra.join("").replace(['-', ' ', '/'], "");
     let out = scratch_dir().join(format!("{stem}.{ty}{tag}.gguf"));
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
     if !done.contains(&out) {
         let mut cmd = Command::new(fairy2i());
-        cmd.arg("quantize").arg(src).arg(&out).args(["--type", ty]).args(extra);
+        cmd.arg("quantize")
+            .arg(src)
+            .arg(&out)
+            .args(["--type", ty])
+            .args(extra);
         run(&mut cmd, Duration::from_secs(900)).ok("fairy2i quantize");
         done.push(out.clone());
     }

@@ -30,7 +30,10 @@ fn env(test: &str, models: &[&str]) -> Option<(Env, Vec<PathBuf>)> {
         match model(m) {
             Some(p) => paths.push(p),
             None => {
-                skip(test, &format!("model {m} is absent (run scripts/fetch-models.sh)"));
+                skip(
+                    test,
+                    &format!("model {m} is absent (run scripts/fetch-models.sh)"),
+                );
                 return None;
             }
         }
@@ -60,7 +63,10 @@ fn assert_plugin_ran(stderr: &str) {
 }
 
 fn generated_text(stdout: &str, prompt: &str) -> String {
-    stdout.split_once(prompt).map(|(_, rest)| rest.trim().to_string()).unwrap_or_default()
+    stdout
+        .split_once(prompt)
+        .map(|(_, rest)| rest.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -72,10 +78,20 @@ fn qwen_f2i_w2_generates_text_in_llama_completion() {
     let f2i = quantized(&m[0], "f2i_w2", &[]);
     let prompt = "def fibonacci(n):";
     let r = run(
-        tool(&e, "llama-completion")
-            .arg("-m")
-            .arg(&f2i)
-            .args(["-p", prompt, "-n", "6", "-t", "2", "--temp", "0", "-no-cnv", "-c", "256", "--no-warmup"]),
+        tool(&e, "llama-completion").arg("-m").arg(&f2i).args([
+            "-p",
+            prompt,
+            "-n",
+            "6",
+            "-t",
+            "2",
+            "--temp",
+            "0",
+            "-no-cnv",
+            "-c",
+            "256",
+            "--no-warmup",
+        ]),
         Duration::from_secs(600),
     )
     .ok("llama-completion on an F2I-W2 Qwen");
@@ -87,7 +103,9 @@ fn qwen_f2i_w2_generates_text_in_llama_completion() {
 #[test]
 fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
     let test = "smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin";
-    let Some((e, m)) = env(test, &[SMOLLM]) else { return };
+    let Some((e, m)) = env(test, &[SMOLLM]) else {
+        return;
+    };
     let Some(wiki) = wiki_text() else {
         skip(test, "wiki.utf8 is absent (run scripts/fetch-models.sh)");
         return;
@@ -96,20 +114,27 @@ fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
     // Fallback tensors and the embedding in f32 too: the F2I file and its f32 twin then differ only in
     // the F2I tensors, whose products run in our backend in one and in llama.cpp's CPU backend (on
     // the dequantized weights) in the other.
-    let f2i = quantized(&m[0], "f2i_w2", &["--fallback", "f32", "--embd-type", "f32"]);
+    let f2i = quantized(
+        &m[0],
+        "f2i_w2",
+        &["--fallback", "f32", "--embd-type", "f32"],
+    );
     let twin = quantized(&f2i, "f32", &[]);
 
     let prompt = "The capital of France is";
     let r = run(
-        tool(&e, "llama-completion")
-            .arg("-m")
-            .arg(&f2i)
-            .args(["-p", prompt, "-n", "16", "-t", "2", "--temp", "0", "-no-cnv"]),
+        tool(&e, "llama-completion").arg("-m").arg(&f2i).args([
+            "-p", prompt, "-n", "16", "-t", "2", "--temp", "0", "-no-cnv",
+        ]),
         Duration::from_secs(300),
     )
     .ok("llama-completion on F2I SmolLM2");
     assert_plugin_ran(&r.stderr);
-    assert!(!generated_text(&r.stdout, prompt).is_empty(), "no text: {}", r.stdout);
+    assert!(
+        !generated_text(&r.stdout, prompt).is_empty(),
+        "no text: {}",
+        r.stdout
+    );
 
     // The twin runs on llama.cpp's CPU backend only (no F2I tensor left): save its logits, then compare
     // the F2I model's logits on the same text. Identical weights, so the distributions must agree.
@@ -146,21 +171,33 @@ fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
     let same_top = stat(&all, "Same top p:").expect("no 'Same top p' in llama-perplexity output");
     eprintln!("F2I vs f32 twin: mean KLD {mean_kld}, same top token {same_top} %");
     // Measured: KLD 0.000000 ± 0.000001, same top token 100 %.
-    assert!(mean_kld.abs() < 1e-4, "mean KLD {mean_kld} too large: backend disagrees with llama.cpp's CPU");
-    assert!(same_top > 99.5, "top token agrees only {same_top} % of the time");
+    assert!(
+        mean_kld.abs() < 1e-4,
+        "mean KLD {mean_kld} too large: backend disagrees with llama.cpp's CPU"
+    );
+    assert!(
+        same_top > 99.5,
+        "top token agrees only {same_top} % of the time"
+    );
 }
 
 /// Parses the first number after `label` in llama-perplexity's KLD report (e.g. `Mean    KLD:   0.001 ± …`).
 fn stat(text: &str, label: &str) -> Option<f64> {
     let rest = &text[text.find(label)? + label.len()..];
-    rest.split_whitespace().next()?.trim_end_matches('%').parse().ok()
+    rest.split_whitespace()
+        .next()?
+        .trim_end_matches('%')
+        .parse()
+        .ok()
 }
 
 #[test]
 fn f2i_perplexity_is_finite_and_w4_is_close_to_the_source() {
     let test = "f2i_perplexity_is_finite_and_w4_is_close_to_the_source";
     // SmolLM2: its ffn_down matrices are F2I, the rest falls back; the Qwen run is in the quality command.
-    let Some((e, m)) = env(test, &[SMOLLM]) else { return };
+    let Some((e, m)) = env(test, &[SMOLLM]) else {
+        return;
+    };
     let Some(wiki) = wiki_text() else {
         skip(test, "wiki.utf8 is absent (run scripts/fetch-models.sh)");
         return;
@@ -185,13 +222,18 @@ fn f2i_perplexity_is_finite_and_w4_is_close_to_the_source() {
     let source = ppl(&m[0]);
     let w4 = ppl(&quantized(&m[0], "f2i_w4", &[]));
     assert!(w4.is_finite() && source.is_finite());
-    assert!(w4 < source * 1.5, "F2I-W4 PPL {w4} is far from the source's {source}");
+    assert!(
+        w4 < source * 1.5,
+        "F2I-W4 PPL {w4} is far from the source's {source}"
+    );
 }
 
 #[test]
 fn llama_server_answers_a_completion_on_loopback_and_stops_cleanly() {
     let test = "llama_server_answers_a_completion_on_loopback_and_stops_cleanly";
-    let Some((e, m)) = env(test, &[SMOLLM]) else { return };
+    let Some((e, m)) = env(test, &[SMOLLM]) else {
+        return;
+    };
     let _g = heavy();
     let f2i = quantized(&m[0], "f2i_w2", &[]);
     let port = {
@@ -202,7 +244,18 @@ fn llama_server_answers_a_completion_on_loopback_and_stops_cleanly() {
     let mut child = tool(&e, "llama-server")
         .arg("-m")
         .arg(&f2i)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "-t", "2", "-c", "512", "-np", "1"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "-t",
+            "2",
+            "-c",
+            "512",
+            "-np",
+            "1",
+        ])
         .stdout(log.reopen().expect("log"))
         .stderr(log.reopen().expect("log"))
         .spawn()
@@ -215,19 +268,26 @@ fn llama_server_answers_a_completion_on_loopback_and_stops_cleanly() {
                     break;
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "llama-server did not become healthy");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "llama-server did not become healthy"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
         let body = r#"{"prompt": "The capital of France is", "n_predict": 12, "temperature": 0}"#;
         let r = http(port, "POST", "/completion", body).expect("completion request");
         let json = r.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("bad JSON {e}: {r}"));
+        let v: serde_json::Value =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("bad JSON {e}: {r}"));
         let content = v["content"].as_str().unwrap_or_default();
         assert!(!content.trim().is_empty(), "empty completion: {r}");
         eprintln!("llama-server completion: {content:?}");
     });
     // SIGTERM: the server shuts down cleanly and exits 0.
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -247,7 +307,10 @@ fn llama_server_answers_a_completion_on_loopback_and_stops_cleanly() {
     }
     assert_plugin_ran(&log_text);
     let status = status.expect("llama-server did not stop within 30 s of SIGTERM");
-    assert!(status.success(), "llama-server exited with {status:?}\n{log_text}");
+    assert!(
+        status.success(),
+        "llama-server exited with {status:?}\n{log_text}"
+    );
 }
 
 /// A minimal HTTP/1.1 exchange with the server on 127.0.0.1 (no client library needed).
@@ -267,15 +330,24 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<Stri
 
 #[test]
 fn llama_bench_runs_f2i_through_the_plugin() {
-    let Some((e, m)) = env("llama_bench_runs_f2i_through_the_plugin", &[SMOLLM]) else { return };
+    let Some((e, m)) = env("llama_bench_runs_f2i_through_the_plugin", &[SMOLLM]) else {
+        return;
+    };
     let _g = heavy();
     let f2i = quantized(&m[0], "f2i_w2", &[]);
     let r = run(
-        tool(&e, "llama-bench").arg("-m").arg(&f2i).args(["-p", "32", "-n", "8", "-r", "1", "-t", "2", "-o", "md"]),
+        tool(&e, "llama-bench")
+            .arg("-m")
+            .arg(&f2i)
+            .args(["-p", "32", "-n", "8", "-r", "1", "-t", "2", "-o", "md"]),
         Duration::from_secs(300),
     )
     .ok("llama-bench");
-    assert!(r.stdout.contains("pp32") && r.stdout.contains("tg8"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("pp32") && r.stdout.contains("tg8"),
+        "{}",
+        r.stdout
+    );
     assert_plugin_ran(&r.stderr);
 }
 
@@ -302,25 +374,40 @@ fn bin_without_plugin(e: &Env) -> PathBuf {
 
 #[test]
 fn plugin_loads_by_name_and_through_ggml_backend_path() {
-    let Some((e, m)) = env("plugin_loads_by_name_and_through_ggml_backend_path", &[SMOLLM]) else {
+    let Some((e, m)) = env(
+        "plugin_loads_by_name_and_through_ggml_backend_path",
+        &[SMOLLM],
+    ) else {
         return;
     };
     let _g = heavy();
     let f2i = quantized(&m[0], "f2i_w2", &[]);
-    let args = ["-n", "4", "-t", "2", "--temp", "0", "-no-cnv", "-p", "Hello"];
+    let args = [
+        "-n", "4", "-t", "2", "--temp", "0", "-no-cnv", "-p", "Hello",
+    ];
 
     // 1. By name: the plugin sits next to the binaries.
-    let r = run(tool(&e, "llama-completion").arg("-m").arg(&f2i).args(args), Duration::from_secs(300))
-        .ok("llama-completion, plugin beside the binaries");
+    let r = run(
+        tool(&e, "llama-completion").arg("-m").arg(&f2i).args(args),
+        Duration::from_secs(300),
+    )
+    .ok("llama-completion, plugin beside the binaries");
     assert_plugin_ran(&r.stderr);
 
     // 2. Without the plugin beside them, the F2I file cannot run (no backend has a kernel)...
     let bare = bin_without_plugin(&e);
     let mut c = Command::new(bare.join("llama-completion"));
-    c.arg("-m").arg(&f2i).args(args).env_remove("GGML_BACKEND_PATH");
+    c.arg("-m")
+        .arg(&f2i)
+        .args(args)
+        .env_remove("GGML_BACKEND_PATH");
     let r = run(&mut c, Duration::from_secs(300));
     assert_ne!(r.code, Some(0), "an F2I model ran without the plugin?");
-    assert!(r.code.is_some(), "llama-completion crashed (signal) instead of failing cleanly:\n{}", r.stderr);
+    assert!(
+        r.code.is_some(),
+        "llama-completion crashed (signal) instead of failing cleanly:\n{}",
+        r.stderr
+    );
 
     // 3. ...and GGML_BACKEND_PATH brings it in.
     let mut c = Command::new(bare.join("llama-completion"));
@@ -336,21 +423,40 @@ fn plugin_loads_by_name_and_through_ggml_backend_path() {
 #[test]
 fn unpatched_llama_cpp_rejects_an_f2i_file_cleanly() {
     let test = "unpatched_llama_cpp_rejects_an_f2i_file_cleanly";
-    let Some((_e, m)) = env(test, &[SMOLLM]) else { return };
+    let Some((_e, m)) = env(test, &[SMOLLM]) else {
+        return;
+    };
     let _g = heavy();
     let out = Command::new("bash")
         .arg(workspace().join("ffi/build-llama.sh"))
         .arg("--unpatched")
         .output()
         .expect("run build-llama.sh --unpatched");
-    assert!(out.status.success(), "build-llama.sh --unpatched failed: {}", String::from_utf8_lossy(&out.stderr));
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").trim());
+    assert!(
+        out.status.success(),
+        "build-llama.sh --unpatched failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim(),
+    );
     let f2i = quantized(&m[0], "f2i_w2", &[]);
     let r = run(
-        Command::new(dir.join("bin/llama-simple")).arg("-m").arg(&f2i).args(["-n", "4", "Hello"]),
+        Command::new(dir.join("bin/llama-simple"))
+            .arg("-m")
+            .arg(&f2i)
+            .args(["-n", "4", "Hello"]),
         Duration::from_secs(120),
     );
-    assert!(r.code.is_some(), "unpatched llama-simple crashed with a signal:\n{}", r.stderr);
+    assert!(
+        r.code.is_some(),
+        "unpatched llama-simple crashed with a signal:\n{}",
+        r.stderr
+    );
     assert_ne!(r.code, Some(0), "unpatched llama.cpp accepted an F2I file");
     let lower = r.stderr.to_lowercase();
     assert!(
