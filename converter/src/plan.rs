@@ -78,7 +78,7 @@ pub fn is_always_f32(name: &str, dims: &[u64]) -> bool {
 
 /// A type that fits rows of `ne0`, else F16 (as the reference converter falls back on a QuantError).
 fn fitting(ty: GgmlType, wanted_by: GgmlType, ne0: u64) -> Choice {
-    if ne0 % ty.block_size() == 0 {
+    if ne0.is_multiple_of(ty.block_size()) {
         if ty == wanted_by {
             Choice::To(ty)
         } else {

@@ -35,7 +35,7 @@ pub fn extra_kvs(cfg: &HfConfig) -> Result<Vec<(String, Value)>> {
 /// The row permutation llama.cpp applies to attn_q (with `n_head`) and attn_k (with `n_head_kv`):
 /// new row `r` takes old row `perm[r]`. `None` when `n_rows` is not a whole number of heads of even size.
 pub fn qk_permutation(n_rows: usize, n_head: usize) -> Option<Vec<usize>> {
-    if n_head == 0 || n_rows % n_head != 0 || (n_rows / n_head) % 2 != 0 {
+    if n_head == 0 || !n_rows.is_multiple_of(n_head) || !(n_rows / n_head).is_multiple_of(2) {
         return None;
     }
     let hd = n_rows / n_head;
