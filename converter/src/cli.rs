@@ -27,6 +27,9 @@ pub enum Command {
     /// Dequantize a GGUF file into a Hugging Face style folder (bf16 safetensors, config.json), for benchmarks.
     #[command(hide = true)]
     GgufToHf(GgufToHfArgs),
+    /// Convert a Hugging Face folder to each type into a temp file and print MB/s of input.
+    #[command(hide = true)]
+    BenchConvert(BenchConvertArgs),
 }
 
 /// The output types of `convert` and `quantize`.
@@ -193,6 +196,24 @@ pub struct GgufToHfArgs {
     /// Largest shard in MiB.
     #[arg(long, default_value_t = 2048)]
     pub shard_mib: u64,
+    /// Worker threads (default: all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+}
+
+/// `fairy2i bench-convert` (hidden).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchConvertArgs {
+    /// Hugging Face model folder.
+    pub model_dir: PathBuf,
+    /// Output types to time (comma separated).
+    #[arg(
+        long = "types",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "f16,q8_0,f2i_w2"
+    )]
+    pub types: Vec<OutType>,
     /// Worker threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,

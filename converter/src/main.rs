@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         cli::Command::Quantize(a) => cmd::quantize::run(a),
         cli::Command::Inspect(a) => cmd::inspect::run(a),
         cli::Command::GgufToHf(a) => cmd::gguf_to_hf::run(a),
+        cli::Command::BenchConvert(a) => cmd::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

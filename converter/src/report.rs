@@ -100,6 +100,11 @@ impl Summary {
         self.input_bytes += input_bytes;
     }
 
+    /// Input bytes converted so far and the seconds since the start.
+    pub fn throughput(&self) -> (u64, f64) {
+        (self.input_bytes, self.start.elapsed().as_secs_f64())
+    }
+
     /// The table, as text.
     pub fn render(&self, output: &std::path::Path) -> String {
         use std::fmt::Write;

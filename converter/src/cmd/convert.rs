@@ -34,6 +34,11 @@ const QUANTIZATION_VERSION: u32 = 2;
 /// Runs `convert`.
 pub fn run(args: &ConvertArgs) -> Result<()> {
     super::init_threads(args.quant.threads)?;
+    convert(args).map(|_| ())
+}
+
+/// Converts, returning the summary (input bytes, time, types).
+pub fn convert(args: &ConvertArgs) -> Result<Summary> {
     let dir = args.model_dir.as_path();
     super::check_output(&args.output)?;
     let cfg = HfConfig::load(dir)?;
@@ -191,7 +196,7 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         })
         .collect();
     let out_path = args.output.as_path();
-    let mut writer = GgufWriter::create(out_path, &md, specs).at_file(out_path)?;
+    let writer = GgufWriter::create(out_path, &md, specs).at_file(out_path)?;
     let total_in: u64 = jobs.iter().map(|j| ckpt.data(j.src).len() as u64).sum();
     let progress = Progress::new(total_in, jobs.len(), args.quant.quiet);
     let settings_for = |src: &SrcTensor| F2iSettings {
@@ -199,54 +204,58 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         bf16_rounding: src.dtype == SrcDtype::BF16,
     };
     let n_jobs = jobs.len();
-    for (i, job) in jobs.iter().enumerate() {
-        progress.start(i, n_jobs, &job.name, job.ty);
-        let data = ckpt.data(job.src);
-        let shape = &job.src.shape;
-        let (ne0, n_rows) = match (shape.len(), job.permute.is_some()) {
-            (1, true) => (1, shape.first().copied().unwrap_or(1)),
-            _ => (
-                shape.last().copied().unwrap_or(1),
-                shape.iter().rev().skip(1).product::<u64>(),
-            ),
-        };
-        let (ne0, n_rows) = (to_usize(ne0, job, &ckpt)?, to_usize(n_rows, job, &ckpt)?);
-        let perm = match job.permute {
-            Some(h) => Some(llama::qk_permutation(n_rows, h as usize).ok_or_else(|| {
-                Error::ShapeMismatch {
-                    path: ckpt.path_of(job.src).to_path_buf(),
-                    tensor: job.src.name.clone(),
-                    expected: vec![h, 2],
-                    got: job.src.shape.clone(),
-                }
-            })?),
-            None => None,
-        };
-        let rows = Rows {
-            data,
-            dtype: job.src.dtype,
-            ne0,
-            n_rows,
-            perm: perm.as_deref(),
-        };
-        let bytes = encode(&rows, job.ty, settings_for(job.src))
-            .map_err(|e| e.in_tensor(&job.name))
-            .at_file(ckpt.path_of(job.src))?;
-        writer.write_tensor(&bytes).at_file(out_path)?;
-        summary.add(
-            job.ty,
-            job.src.n_elements(),
-            bytes.len() as u64,
-            data.len() as u64,
-        );
-        progress.done(data.len() as u64);
-    }
-    writer.finish().at_file(out_path)?;
+    super::pipelined(writer, out_path, |send| {
+        for (i, job) in jobs.iter().enumerate() {
+            progress.start(i, n_jobs, &job.name, job.ty);
+            let data = ckpt.data(job.src);
+            let shape = &job.src.shape;
+            let (ne0, n_rows) = match (shape.len(), job.permute.is_some()) {
+                (1, true) => (1, shape.first().copied().unwrap_or(1)),
+                _ => (
+                    shape.last().copied().unwrap_or(1),
+                    shape.iter().rev().skip(1).product::<u64>(),
+                ),
+            };
+            let (ne0, n_rows) = (to_usize(ne0, job, &ckpt)?, to_usize(n_rows, job, &ckpt)?);
+            let perm = match job.permute {
+                Some(h) => Some(llama::qk_permutation(n_rows, h as usize).ok_or_else(|| {
+                    Error::ShapeMismatch {
+                        path: ckpt.path_of(job.src).to_path_buf(),
+                        tensor: job.src.name.clone(),
+                        expected: vec![h, 2],
+                        got: job.src.shape.clone(),
+                    }
+                })?),
+                None => None,
+            };
+            let rows = Rows {
+                data,
+                dtype: job.src.dtype,
+                ne0,
+                n_rows,
+                perm: perm.as_deref(),
+            };
+            let bytes = encode(&rows, job.ty, settings_for(job.src))
+                .map_err(|e| e.in_tensor(&job.name))
+                .at_file(ckpt.path_of(job.src))?;
+            summary.add(
+                job.ty,
+                job.src.n_elements(),
+                bytes.len() as u64,
+                data.len() as u64,
+            );
+            if !send(bytes) {
+                break;
+            }
+            progress.done(data.len() as u64);
+        }
+        Ok(())
+    })?;
     progress.finish();
     if !args.quant.quiet {
         eprint!("{}", summary.render(out_path));
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn to_usize(v: u64, job: &Job<'_>, ckpt: &Checkpoint) -> Result<usize> {

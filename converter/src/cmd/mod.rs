@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod bench;
 pub mod convert;
 pub mod gguf_to_hf;
 pub mod inspect;
@@ -7,7 +8,9 @@ pub mod quantize;
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use fairy2i_format::gguf::GgufWriter;
+
+use crate::error::{Error, FormatContext, Result};
 
 /// Sizes the global rayon pool (once per process).
 pub fn init_threads(threads: Option<usize>) -> Result<()> {
@@ -38,4 +41,33 @@ pub fn check_output(out: &Path) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// Runs `produce` (which encodes tensors in file order and hands each one's bytes to `send`) while
+/// a second thread writes them, so encoding the next tensor overlaps writing the last. At most one
+/// finished tensor waits in between. `send` returns false once the writer has failed; the writer's
+/// error is then returned. On success the file is finished (renamed into place).
+pub fn pipelined<F>(mut writer: GgufWriter, out: &Path, produce: F) -> Result<()>
+where
+    F: FnOnce(&dyn Fn(Vec<u8>) -> bool) -> Result<()>,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+    std::thread::scope(|scope| {
+        let consumer = scope.spawn(move || -> Result<GgufWriter> {
+            for bytes in rx {
+                writer.write_tensor(&bytes).at_file(out)?;
+            }
+            Ok(writer)
+        });
+        let produced = produce(&|bytes| tx.send(bytes).is_ok());
+        drop(tx);
+        let written = match consumer.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        // An encoding error stops production; the writer (and its temp file) is dropped.
+        produced?;
+        written?.finish().at_file(out)?;
+        Ok(())
+    })
 }

@@ -179,45 +179,50 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             ty: j.ty,
         })
         .collect();
-    let mut writer =
-        GgufWriter::create_versioned(out_path, g.version, &md, specs).at_file(out_path)?;
+    let writer = GgufWriter::create_versioned(out_path, g.version, &md, specs).at_file(out_path)?;
     let total_in: u64 = jobs.iter().map(|j| j.src.size).sum();
     let progress = Progress::new(total_in, jobs.len(), args.quant.quiet);
     let n_jobs = jobs.len();
-    for (i, job) in jobs.iter().enumerate() {
-        progress.start(i, n_jobs, &job.name, job.ty);
-        let data = g.tensor_data(job.src);
-        let n = job.src.n_elements();
-        if job.ty == job.src.ty {
-            writer.write_tensor(data).at_file(out_path)?;
-            summary.add(job.ty, n, data.len() as u64, data.len() as u64);
-        } else {
-            let in_tensor = |e: fairy2i_format::Error| e.in_tensor(&job.name);
-            let w = convert::tensor_to_f32(job.src.ty, &job.src.dims, data)
-                .map_err(in_tensor)
-                .at_file(in_path)?;
-            let ne0 = usize::try_from(job.src.ne0()).unwrap_or(usize::MAX);
-            let n_rows = usize::try_from(job.src.n_rows()).unwrap_or(usize::MAX);
-            let rows = Rows {
-                data: bytemuck::cast_slice(&w),
-                dtype: SrcDtype::F32,
-                ne0,
-                n_rows,
-                perm: None,
-            };
-            let settings = F2iSettings {
-                mode: args.quant.scale_mode.mode(),
-                bf16_rounding: job.src.ty == GgmlType::BF16,
-            };
-            let bytes = encode(&rows, job.ty, settings)
-                .map_err(in_tensor)
-                .at_file(in_path)?;
-            writer.write_tensor(&bytes).at_file(out_path)?;
-            summary.add(job.ty, n, bytes.len() as u64, data.len() as u64);
+    super::pipelined(writer, out_path, |send| {
+        for (i, job) in jobs.iter().enumerate() {
+            progress.start(i, n_jobs, &job.name, job.ty);
+            let data = g.tensor_data(job.src);
+            let n = job.src.n_elements();
+            if job.ty == job.src.ty {
+                summary.add(job.ty, n, data.len() as u64, data.len() as u64);
+                if !send(data.to_vec()) {
+                    break;
+                }
+            } else {
+                let in_tensor = |e: fairy2i_format::Error| e.in_tensor(&job.name);
+                let w = convert::tensor_to_f32(job.src.ty, &job.src.dims, data)
+                    .map_err(in_tensor)
+                    .at_file(in_path)?;
+                let ne0 = usize::try_from(job.src.ne0()).unwrap_or(usize::MAX);
+                let n_rows = usize::try_from(job.src.n_rows()).unwrap_or(usize::MAX);
+                let rows = Rows {
+                    data: bytemuck::cast_slice(&w),
+                    dtype: SrcDtype::F32,
+                    ne0,
+                    n_rows,
+                    perm: None,
+                };
+                let settings = F2iSettings {
+                    mode: args.quant.scale_mode.mode(),
+                    bf16_rounding: job.src.ty == GgmlType::BF16,
+                };
+                let bytes = encode(&rows, job.ty, settings)
+                    .map_err(in_tensor)
+                    .at_file(in_path)?;
+                summary.add(job.ty, n, bytes.len() as u64, data.len() as u64);
+                if !send(bytes) {
+                    break;
+                }
+            }
+            progress.done(data.len() as u64);
         }
-        progress.done(data.len() as u64);
-    }
-    writer.finish().at_file(out_path)?;
+        Ok(())
+    })?;
     progress.finish();
     if !args.quant.quiet {
         eprint!("{}", summary.render(out_path));
