@@ -170,3 +170,30 @@ fn another_folder_name_changes_only_the_naming_keys() {
     );
     assert_eq!(g.metadata.get_str("general.size_label"), Some("2.5M"));
 }
+
+#[test]
+fn quantize_of_the_f32_reference_reproduces_the_f16_and_bf16_references() {
+    let Some(fx) = common::fixtures() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let f32_ref = fx.join("reference/llama-tiny.f32.gguf");
+    for ty in ["f16", "bf16"] {
+        let out = tmp.path().join(format!("{ty}.gguf"));
+        let o = common::run(&[
+            "quantize".as_ref(),
+            f32_ref.as_os_str(),
+            out.as_os_str(),
+            "--type".as_ref(),
+            ty.as_ref(),
+            "-q".as_ref(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let reference = fx.join(format!("reference/llama-tiny.{ty}.gguf"));
+        let diffs = differences(&reference, &out, &[]);
+        assert!(diffs.is_empty(), "{ty}: {}", diffs.join("\n"));
+        assert_eq!(
+            std::fs::read(&reference).expect("ref"),
+            std::fs::read(&out).expect("out"),
+            "{ty}: bytes"
+        );
+    }
+}
