@@ -139,7 +139,9 @@ pub enum Error {
         alignment: u64,
     },
     /// Tensor data that runs past the end of the file.
-    #[error("tensor '{tensor}': data at {start}+{size} runs past the end of the file ({len} bytes)")]
+    #[error(
+        "tensor '{tensor}': data at {start}+{size} runs past the end of the file ({len} bytes)"
+    )]
     TensorPastEnd {
         /// The tensor.
         tensor: String,

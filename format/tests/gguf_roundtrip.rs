@@ -14,7 +14,9 @@ fn candidates() -> Vec<PathBuf> {
         .unwrap_or_else(|| root.join("../shared"));
     let cache = std::env::var_os("FAIRY2I_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/fairy2i"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/fairy2i")
+        });
     let mut v: Vec<PathBuf> = [
         "llama-tiny.f16.gguf",
         "llama-tiny.bf16.gguf",
@@ -46,7 +48,11 @@ fn real_gguf_files_round_trip_byte_for_byte() {
         let specs: Vec<TensorSpec> = g
             .tensors
             .iter()
-            .map(|t| TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty })
+            .map(|t| TensorSpec {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty,
+            })
             .collect();
         let out = dir.path().join("out.gguf");
         let mut w = GgufWriter::create_versioned(&out, g.version, &g.metadata, specs).unwrap();

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::align_up;
 use super::keys::{DEFAULT_ALIGNMENT, GENERAL_ALIGNMENT};
 use super::value::{Array, Metadata, Value, ValueType};
-use super::align_up;
 use crate::error::{Error, PathContext, Result};
 use crate::types::GgmlType;
 

@@ -221,7 +221,11 @@ impl Value {
                     .take(max_items)
                     .map(|v| v.summary(max_items))
                     .collect();
-                let more = if a.items.len() > max_items { ", …" } else { "" };
+                let more = if a.items.len() > max_items {
+                    ", …"
+                } else {
+                    ""
+                };
                 format!(
                     "{}[{}] [{}{}]",
                     a.elem_type.name(),

@@ -112,7 +112,11 @@ pub struct GgufWriter {
 impl GgufWriter {
     /// Creates the temporary file beside `path` and writes the GGUF v3 header for `tensors`.
     /// The alignment is `general.alignment` from `metadata` when present, else 32.
-    pub fn create(path: impl AsRef<Path>, metadata: &Metadata, tensors: Vec<TensorSpec>) -> Result<GgufWriter> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        metadata: &Metadata,
+        tensors: Vec<TensorSpec>,
+    ) -> Result<GgufWriter> {
         Self::create_versioned(path, 3, metadata, tensors)
     }
 
@@ -133,7 +137,8 @@ impl GgufWriter {
             return Err(Error::UnsupportedVersion(version).with_path(&path));
         }
         let mut header = Vec::new();
-        let sizes = encode_header(version, metadata, &tensors, alignment, &mut header).with_path(&path)?;
+        let sizes =
+            encode_header(version, metadata, &tensors, alignment, &mut header).with_path(&path)?;
         let padded = align_up(header.len() as u64, alignment).ok_or(Error::Overflow("header"))?;
         header.resize(padded as usize, 0);
 
