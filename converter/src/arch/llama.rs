@@ -34,21 +34,9 @@ pub fn extra_kvs(cfg: &HfConfig) -> Result<Vec<(String, Value)>> {
 
 /// The row permutation llama.cpp applies to attn_q (with `n_head`) and attn_k (with `n_head_kv`):
 /// new row `r` takes old row `perm[r]`. `None` when `n_rows` is not a whole number of heads of even size.
+/// (One implementation, in `format::permute`; the quantizer's tests check it commutes with F2I pairing.)
 pub fn qk_permutation(n_rows: usize, n_head: usize) -> Option<Vec<usize>> {
-    if n_head == 0 || !n_rows.is_multiple_of(n_head) || !(n_rows / n_head).is_multiple_of(2) {
-        return None;
-    }
-    let hd = n_rows / n_head;
-    let half = hd / 2;
-    let mut perm = Vec::with_capacity(n_rows);
-    for h in 0..n_head {
-        for i in 0..half {
-            for j in 0..2 {
-                perm.push(h * hd + j * half + i);
-            }
-        }
-    }
-    Some(perm)
+    fairy2i_format::permute::llama_qk_permutation(n_rows, n_head).ok()
 }
 
 #[cfg(test)]
