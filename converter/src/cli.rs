@@ -116,6 +116,9 @@ pub enum ScaleModeArg {
     /// Paper-exact: the official quantizer's per-tensor scales.
     #[value(name = "tensor")]
     Tensor,
+    /// Least-squares scales per block and stage (same format, much lower error).
+    #[value(name = "block")]
+    Block,
 }
 
 impl ScaleModeArg {
@@ -123,6 +126,7 @@ impl ScaleModeArg {
     pub fn mode(self) -> fairy2i_format::f2i::ScaleMode {
         match self {
             ScaleModeArg::Tensor => fairy2i_format::f2i::ScaleMode::Tensor,
+            ScaleModeArg::Block => fairy2i_format::f2i::ScaleMode::Block,
         }
     }
 }

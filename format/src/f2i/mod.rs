@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 
+mod block;
 pub mod dequant;
 pub mod layout;
 pub mod phase;
@@ -37,6 +38,10 @@ pub enum ScaleMode {
     /// every block.
     #[default]
     Tensor,
+    /// Per block (128 complex entries of one stored row) and stage: the same PhaseQuant codes, with each
+    /// axis's scale fitted by least squares (the mean on-axis magnitude of the block's residual), stored
+    /// as f16. Same file format; much lower error than [`ScaleMode::Tensor`]. Ignores `importance`.
+    Block,
 }
 
 impl ScaleMode {
@@ -44,6 +49,7 @@ impl ScaleMode {
     pub fn name(self) -> &'static str {
         match self {
             ScaleMode::Tensor => "tensor",
+            ScaleMode::Block => "block",
         }
     }
 }
@@ -80,7 +86,8 @@ pub fn check_shape(k: usize, n_rows: usize) -> Result<()> {
 }
 
 /// Quantizes a real matrix (row-major, `n_rows` rows of `k` values; row = one output) into the bytes
-/// of an F2I tensor with `opts.stages` stages (ggml type `f2i_w<stages>`, same ne0/ne1).
+/// of an F2I tensor with `opts.stages` stages (ggml type `f2i_w<stages>`, same ne0/ne1), with the scales
+/// of `opts.mode`.
 pub fn quantize_tensor(
     w: &[f32],
     k: usize,
@@ -88,7 +95,10 @@ pub fn quantize_tensor(
     opts: &QuantOptions<'_>,
 ) -> Result<Vec<u8>> {
     check_shape(k, n_rows)?;
-    quantize(w, k, n_rows, opts)?.to_f2i_bytes()
+    match opts.mode {
+        ScaleMode::Tensor => quantize(w, k, n_rows, opts)?.to_f2i_bytes(),
+        ScaleMode::Block => block::quantize_block(w, k, n_rows, opts),
+    }
 }
 
 /// Rebuilds the real f32 matrix (row-major, `n_rows` × `k`) from a whole F2I tensor's bytes: the exact

@@ -163,7 +163,20 @@ impl Quantized {
 
 /// Runs the quantizer on a real matrix of `n_rows` rows of `k` values (both even and non-zero), any
 /// width: the F2I block layout is not needed here (see [`Quantized::to_f2i_bytes`]).
+///
+/// This is the paper-exact [`super::ScaleMode::Tensor`] quantizer whatever `opts.mode` says (its scales
+/// are per tensor); [`super::quantize_tensor`] dispatches on the mode.
 pub fn quantize(w: &[f32], k: usize, n_rows: usize, opts: &QuantOptions<'_>) -> Result<Quantized> {
+    validate(w, k, n_rows, opts)?;
+    if opts.bf16_rounding {
+        run::<true>(w, k, n_rows, opts.stages)
+    } else {
+        run::<false>(w, k, n_rows, opts.stages)
+    }
+}
+
+/// The checks of [`quantize`] on the stage count, shape, input length and importance length.
+pub(crate) fn validate(w: &[f32], k: usize, n_rows: usize, opts: &QuantOptions<'_>) -> Result<()> {
     if !(1..=4).contains(&opts.stages) {
         return Err(Error::F2iStages(opts.stages));
     }
@@ -194,11 +207,7 @@ pub fn quantize(w: &[f32], k: usize, n_rows: usize, opts: &QuantOptions<'_>) -> 
             });
         }
     }
-    if opts.bf16_rounding {
-        run::<true>(w, k, n_rows, opts.stages)
-    } else {
-        run::<false>(w, k, n_rows, opts.stages)
-    }
+    Ok(())
 }
 
 fn run<const BF16: bool>(w: &[f32], k: usize, n_rows: usize, stages: usize) -> Result<Quantized> {
@@ -354,7 +363,7 @@ fn residual<const BF16: bool>(re: &mut [f32], im: &mut [f32], prev: &[u8], s: Sc
 }
 
 /// The first real position whose value or split is not finite (for the error message).
-fn first_bad(w: &[f32], k: usize, n: usize, bf16_rounding: bool) -> (usize, usize) {
+pub(crate) fn first_bad(w: &[f32], k: usize, n: usize, bf16_rounding: bool) -> (usize, usize) {
     if let Some(p) = w.iter().position(|x| !x.is_finite()) {
         return (p / k, p % k);
     }

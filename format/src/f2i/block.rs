@@ -1,0 +1,226 @@
+//! The block-scale quantizer ([`super::ScaleMode::Block`], `docs/quantizer.md` "Block scales"): the
+//! residual stages of [`super::stages`] with the same PhaseQuant code rule, but each stage's two scales
+//! are fitted per block (128 complex entries of one stored row) to that stage's residual.
+//!
+//! For a fixed code assignment the least-squares scale of an axis is the mean magnitude of the entries
+//! on that axis; it is rounded to f16 (what the file stores) before the residual is formed, so that later
+//! stages correct the stored value. An axis with no entries gets scale 0 (it multiplies nothing).
+//! Arithmetic is f32 (sums in f64); `bf16_rounding` only rounds the input to bf16 before the split.
+//!
+//! Each block is independent: one parallel task per pair of real rows (j, n + j), which yields stored
+//! rows `U[j]` and `W[j]`.
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::layout::{code_value, pack_codes, row_bytes, F2iStage, Part};
+use super::phase::code_from_bits;
+use super::split::{split_rows, SplitRows};
+use super::stages::{first_bad, validate};
+use super::{QuantOptions, QK_COMPLEX, STAGE_BYTES};
+use crate::error::{Error, Result};
+
+/// Quantizes a real matrix (row-major, `n_rows` rows of `k`; `k % 256 == 0`, `n_rows` even) with block
+/// scales into the bytes of an F2I tensor of `opts.stages` stages.
+pub(crate) fn quantize_block(
+    w: &[f32],
+    k: usize,
+    n_rows: usize,
+    opts: &QuantOptions<'_>,
+) -> Result<Vec<u8>> {
+    validate(w, k, n_rows, opts)?;
+    super::check_shape(k, n_rows)?;
+    let stages = opts.stages;
+    let n = n_rows / 2;
+    let rb = row_bytes(k, stages);
+    let mut out = vec![0u8; n_rows * rb];
+    let (top, bot) = out.split_at_mut(n * rb);
+    let results: Vec<Result<bool>> = top
+        .par_chunks_mut(rb)
+        .zip(bot.par_chunks_mut(rb))
+        .enumerate()
+        .map(|(j, (u_row, w_row))| {
+            let src = [&w[j * k..(j + 1) * k], &w[(n + j) * k..(n + j + 1) * k]];
+            if opts.bf16_rounding {
+                row_pair::<true>(src, stages, [u_row, w_row])
+            } else {
+                row_pair::<false>(src, stages, [u_row, w_row])
+            }
+        })
+        .collect();
+    let mut finite = true;
+    for r in results {
+        finite &= r?;
+    }
+    if !finite {
+        let (row, col) = first_bad(w, k, n, opts.bf16_rounding);
+        return Err(Error::F2iNotFinite { row, col });
+    }
+    Ok(out)
+}
+
+/// Quantizes real rows j (`src[0]`) and n + j (`src[1]`) into stored rows `U[j]` (`out[0]`) and `W[j]`
+/// (`out[1]`). Returns false if the split met a non-finite value.
+fn row_pair<const BF16: bool>(
+    src: [&[f32]; 2],
+    stages: usize,
+    out: [&mut [u8]; 2],
+) -> Result<bool> {
+    let [top, bot] = src;
+    let m = top.len() / 2;
+    let [out_u, out_w] = out;
+    let block_bytes = stages * STAGE_BYTES;
+    let mut ok = true;
+    for (b, (bu, bw)) in out_u
+        .chunks_exact_mut(block_bytes)
+        .zip(out_w.chunks_exact_mut(block_bytes))
+        .enumerate()
+    {
+        let c0 = b * QK_COMPLEX;
+        let mut buf = [[0f32; QK_COMPLEX]; 4];
+        let [ur, ui, wr, wi] = &mut buf;
+        let a = [
+            &top[c0..c0 + QK_COMPLEX],
+            &top[m + c0..m + c0 + QK_COMPLEX],
+            &bot[c0..c0 + QK_COMPLEX],
+            &bot[m + c0..m + c0 + QK_COMPLEX],
+        ];
+        ok &= split_rows::<BF16>(
+            a,
+            SplitRows {
+                u_re: ur,
+                u_im: ui,
+                w_re: wr,
+                w_im: wi,
+            },
+        );
+        if !ok {
+            continue;
+        }
+        block_stages(ur, ui, bu, Part::U)?;
+        block_stages(wr, wi, bw, Part::W)?;
+    }
+    Ok(ok)
+}
+
+/// Runs the residual stages on one block's entries `re`, `im` (overwritten by the final residual) and
+/// writes the stage records into `out` (`stages × 36` bytes).
+fn block_stages(
+    re: &mut [f32; QK_COMPLEX],
+    im: &mut [f32; QK_COMPLEX],
+    out: &mut [u8],
+    part: Part,
+) -> Result<()> {
+    for (s, rec) in out.chunks_exact_mut(STAGE_BYTES).enumerate() {
+        let stage = stage_fit(re, im);
+        for (axis, d) in [("real-axis", stage.d_re), ("imaginary-axis", stage.d_im)] {
+            if !d.is_finite() {
+                return Err(Error::F2iScaleRange {
+                    part: part.name(),
+                    stage: s + 1,
+                    axis,
+                    value: d.to_f32(),
+                });
+            }
+        }
+        rec.copy_from_slice(bytemuck::bytes_of(&stage));
+    }
+    Ok(())
+}
+
+/// One stage on one block: PhaseQuant codes of the residual `re + i·im`, per-axis least-squares scales
+/// (mean magnitude, rounded to f16), then the residual minus the stored stage value.
+#[inline]
+fn stage_fit(re: &mut [f32; QK_COMPLEX], im: &mut [f32; QK_COMPLEX]) -> F2iStage {
+    let mut codes = [0u8; QK_COMPLEX];
+    let mut sum = [0f64; 2];
+    let mut count = [0u32; 2];
+    for ((c, &r), &i) in codes.iter_mut().zip(re.iter()).zip(im.iter()) {
+        let code = code_from_bits(r.to_bits(), i.to_bits());
+        let axis = (code & 1) as usize;
+        let mag = if axis == 0 { r.abs() } else { i.abs() };
+        sum[axis] += f64::from(mag);
+        count[axis] += 1;
+        *c = code as u8;
+    }
+    let scale = |a: usize| {
+        if count[a] == 0 {
+            f16::ZERO
+        } else {
+            f16::from_f64(sum[a] / f64::from(count[a]))
+        }
+    };
+    let (d_re, d_im) = (scale(0), scale(1));
+    let (fr, fi) = (d_re.to_f32(), d_im.to_f32());
+    for ((&c, r), i) in codes.iter().zip(re.iter_mut()).zip(im.iter_mut()) {
+        let (qr, qi) = code_value(c, fr, fi);
+        *r -= qr;
+        *i -= qi;
+    }
+    F2iStage {
+        d_re,
+        d_im,
+        qs: pack_codes(&codes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::f2i::{dequantize_tensor, ScaleMode};
+
+    #[test]
+    fn a_block_of_one_magnitude_is_one_stage_exact() {
+        // Every entry of U is ±s or ±i·s (exactly f16): the block scales are s and the error is 0.
+        let (k, rows) = (256, 2);
+        let s = 0.375f32;
+        let mut a = vec![0f32; k * rows];
+        for i in 0..128 {
+            // U = (a11 + a22)/2 + i(a21 − a12)/2 with W = 0: a11 = a22 = u_re, a21 = −a12 = u_im.
+            let (ur, ui) = match i % 4 {
+                0 => (s, 0.0),
+                1 => (0.0, s),
+                2 => (-s, 0.0),
+                _ => (0.0, -s),
+            };
+            a[i] = ur;
+            a[128 + i] = -ui;
+            a[k + i] = ui;
+            a[k + 128 + i] = ur;
+        }
+        let opts = QuantOptions {
+            stages: 1,
+            mode: ScaleMode::Block,
+            ..Default::default()
+        };
+        let bytes = quantize_block(&a, k, rows, &opts).unwrap();
+        let rec = F2iStage::read(&bytes).unwrap();
+        assert_eq!((rec.d_re.to_f32(), rec.d_im.to_f32()), (s, s));
+        assert_eq!(dequantize_tensor(&bytes, k, rows, 1).unwrap(), a);
+        // W = 0: both axes of its stage scale to 0 (code +1 everywhere, empty imaginary axis).
+        let w_rec = F2iStage::read(&bytes[36..]).unwrap();
+        assert_eq!((w_rec.d_re, w_rec.d_im), (f16::ZERO, f16::ZERO));
+    }
+
+    #[test]
+    fn bad_inputs_are_named() {
+        let opts = QuantOptions {
+            stages: 2,
+            mode: ScaleMode::Block,
+            ..Default::default()
+        };
+        let mut a = vec![0f32; 512 * 4];
+        a[512 * 2 + 300] = f32::INFINITY;
+        let e = quantize_block(&a, 512, 4, &opts).unwrap_err();
+        assert!(matches!(e, Error::F2iNotFinite { row: 2, col: 300 }), "{e}");
+        let mut b = vec![0f32; 512 * 4];
+        b[0] = 1e8; // the block mean 5e7 / 128 is past f16's range
+        let e = quantize_block(&b, 512, 4, &opts).unwrap_err();
+        assert!(e.to_string().contains("does not fit f16"), "{e}");
+        let o5 = QuantOptions { stages: 5, ..opts };
+        assert!(matches!(
+            quantize_block(&b, 512, 4, &o5),
+            Err(Error::F2iStages(5))
+        ));
+    }
+}
