@@ -470,3 +470,52 @@ fn unpatched_llama_cpp_rejects_an_f2i_file_cleanly() {
         r.stderr
     );
 }
+
+#[test]
+fn llama_bench_with_the_plugin_is_clean_under_valgrind() {
+    let test = "llama_bench_with_the_plugin_is_clean_under_valgrind";
+    let Some((e, m)) = env(test, &[SMOLLM]) else {
+        return;
+    };
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        skip(
+            test,
+            "valgrind is not installed (Debian: apt-get install valgrind)",
+        );
+        return;
+    }
+    let _g = heavy();
+    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    // Memory errors anywhere in the process (our plugin, the shim, llama.cpp) make valgrind exit 99.
+    // Leaks are not counted: llama.cpp keeps global state until exit.
+    let mut c = Command::new("valgrind");
+    c.args([
+        "--error-exitcode=99",
+        "--errors-for-leak-kinds=none",
+        "--leak-check=no",
+    ])
+    .arg(llama_tool(&e.llama, "llama-bench"))
+    .arg("-m")
+    .arg(&f2i)
+    .args(["-p", "8", "-n", "2", "-r", "1", "-t", "2"])
+    .env("FAIRY2I_LOG", "1");
+    let r = run(&mut c, Duration::from_secs(1500));
+    assert_eq!(
+        r.code,
+        Some(0),
+        "valgrind reported errors (exit {:?}):\n{}",
+        r.code,
+        &r.stderr[r.stderr.len().saturating_sub(8000)..]
+    );
+    assert!(
+        r.stderr.contains("ERROR SUMMARY: 0 errors"),
+        "{}",
+        &r.stderr[r.stderr.len().saturating_sub(3000)..]
+    );
+    assert_plugin_ran(&r.stderr);
+    assert!(
+        r.stdout.contains("FAIRY2I"),
+        "llama-bench's backend column: {}",
+        r.stdout
+    );
+}
