@@ -4,7 +4,9 @@
 //!
 //! For a fixed code assignment the least-squares scale of an axis is the mean magnitude of the entries
 //! on that axis; it is rounded to f16 (what the file stores) before the residual is formed, so that later
-//! stages correct the stored value. An axis with no entries gets scale 0 (it multiplies nothing).
+//! stages correct the stored value. An axis with no entries gets scale 0 (it multiplies nothing). Then up
+//! to [`REFINE`] rounds of alternating refinement: each entry takes the nearest of the four stage values,
+//! and the scales are refitted.
 //! Arithmetic is f32 (sums in f64); `bf16_rounding` only rounds the input to bf16 before the split.
 //!
 //! Each block is independent: one parallel task per pair of real rows (j, n + j), which yields stored
@@ -19,6 +21,11 @@ use super::split::{split_rows, SplitRows};
 use super::stages::{first_bad, validate};
 use super::{QuantOptions, QK_COMPLEX, STAGE_BYTES};
 use crate::error::{Error, Result};
+
+/// Most rounds of alternating refinement per stage and block (Lloyd iterations: re-pick each entry's code
+/// as the nearest of the four stage values, then refit the scales); it stops early once no code changes.
+/// On SmolLM2-135M W4, perplexity was 1424 with 0 rounds, 303 with 2, 103 with 6, 59 with 16 or 40.
+const REFINE: usize = 16;
 
 /// Quantizes a real matrix (row-major, `n_rows` rows of `k`; `k % 256 == 0`, `n_rows` even) with block
 /// scales into the bytes of an F2I tensor of `opts.stages` stages.
@@ -129,7 +136,8 @@ fn block_stages(
 }
 
 /// One stage on one block: PhaseQuant codes of the residual `re + i·im`, per-axis least-squares scales
-/// (mean magnitude, rounded to f16), then the residual minus the stored stage value.
+/// (mean magnitude, rounded to f16), up to [`REFINE`] rounds of refinement, then the residual minus the
+/// stored stage value.
 #[inline]
 fn stage_fit(re: &mut [f32; QK_COMPLEX], im: &mut [f32; QK_COMPLEX]) -> F2iStage {
     let mut codes = [0u8; QK_COMPLEX];
@@ -143,14 +151,55 @@ fn stage_fit(re: &mut [f32; QK_COMPLEX], im: &mut [f32; QK_COMPLEX]) -> F2iStage
         count[axis] += 1;
         *c = code as u8;
     }
-    let scale = |a: usize| {
+    let scale = |sum: [f64; 2], count: [u32; 2], a: usize| {
         if count[a] == 0 {
             f16::ZERO
         } else {
             f16::from_f64(sum[a] / f64::from(count[a]))
         }
     };
-    let (d_re, d_im) = (scale(0), scale(1));
+    let (mut d_re, mut d_im) = (scale(sum, count, 0), scale(sum, count, 1));
+    for _ in 0..REFINE {
+        if !(d_re.is_finite() && d_im.is_finite()) {
+            break; // out of f16's range: reported by the caller, not refined away
+        }
+        let (fr, fi) = (d_re.to_f32(), d_im.to_f32());
+        let kept = codes;
+        let mut changed = false;
+        sum = [0.0; 2];
+        count = [0; 2];
+        for ((c, &r), &i) in codes.iter_mut().zip(re.iter()).zip(im.iter()) {
+            // Squared distance to the nearest point on each axis; ties keep the current code.
+            let on_re = (r.abs() - fr).powi(2) + i * i;
+            let on_im = r * r + (i.abs() - fi).powi(2);
+            let axis = match on_re.partial_cmp(&on_im) {
+                Some(std::cmp::Ordering::Less) => 0,
+                Some(std::cmp::Ordering::Greater) => 1,
+                _ => *c & 1,
+            };
+            let (v, neg) = if axis == 0 {
+                (r, r.is_sign_negative())
+            } else {
+                (i, i.is_sign_negative())
+            };
+            if axis != *c & 1 || v != 0.0 {
+                let code = axis | (u8::from(neg) << 1);
+                changed |= code != *c;
+                *c = code;
+            }
+            sum[axis as usize] += f64::from(v.abs());
+            count[axis as usize] += 1;
+        }
+        let (r2, i2) = (scale(sum, count, 0), scale(sum, count, 1));
+        if !(r2.is_finite() && i2.is_finite()) {
+            codes = kept; // a refit past f16's range: keep the last fitting round
+            break;
+        }
+        (d_re, d_im) = (r2, i2);
+        if !changed {
+            break;
+        }
+    }
     let (fr, fi) = (d_re.to_f32(), d_im.to_f32());
     for ((&c, r), i) in codes.iter().zip(re.iter_mut()).zip(im.iter_mut()) {
         let (qr, qi) = code_value(c, fr, fi);
