@@ -7,6 +7,7 @@
 //! Prerequisites (built/downloaded by `scripts/test`): the patched llama.cpp (`ffi/build-llama.sh`),
 //! the registry models (`scripts/fetch-models.sh`). Missing ones → `SKIPPED:` (failure under CI).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -139,34 +140,23 @@ fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
     // The twin runs on llama.cpp's CPU backend only (no F2I tensor left): save its logits, then compare
     // the F2I model's logits on the same text. Identical weights, so the distributions must agree.
     let base = scratch_dir().join("smollm-twin.kld");
-    let ppl_args = ["-c", "256", "--chunks", "4", "-t", "2", "-b", "256"];
-    run(
-        tool(&e, "llama-perplexity")
-            .arg("-m")
-            .arg(&twin)
-            .arg("-f")
-            .arg(&wiki)
-            .args(ppl_args)
-            .arg("--kl-divergence-base")
-            .arg(&base),
-        Duration::from_secs(600),
-    )
-    .ok("llama-perplexity on the f32 twin");
-    let r = run(
-        tool(&e, "llama-perplexity")
-            .arg("-m")
-            .arg(&f2i)
-            .arg("-f")
-            .arg(&wiki)
-            .args(ppl_args)
-            .arg("--kl-divergence-base")
-            .arg(&base)
-            .arg("--kl-divergence"),
-        Duration::from_secs(600),
-    )
-    .ok("llama-perplexity --kl-divergence on the F2I model");
-    assert_plugin_ran(&r.stderr);
-    let all = format!("{}\n{}", r.stdout, r.stderr);
+    perplexity(
+        &e,
+        &twin,
+        &wiki,
+        [OsStr::new("--kl-divergence-base"), base.as_os_str()],
+    );
+    let all = perplexity(
+        &e,
+        &f2i,
+        &wiki,
+        [
+            OsStr::new("--kl-divergence-base"),
+            base.as_os_str(),
+            OsStr::new("--kl-divergence"),
+        ],
+    );
+    assert_plugin_ran(&all);
     let mean_kld = stat(&all, "Mean    KLD:").expect("no 'Mean KLD' in llama-perplexity output");
     let same_top = stat(&all, "Same top p:").expect("no 'Same top p' in llama-perplexity output");
     eprintln!("F2I vs f32 twin: mean KLD {mean_kld}, same top token {same_top} %");
@@ -191,6 +181,27 @@ fn stat(text: &str, label: &str) -> Option<f64> {
         .ok()
 }
 
+/// Runs llama-perplexity on `model` over the first 4 × 256 tokens of `text` (the settings every test
+/// here uses) with `extra` arguments; returns stdout and stderr together.
+fn perplexity<I, S>(e: &Env, model: &Path, text: &Path, extra: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let r = run(
+        tool(e, "llama-perplexity")
+            .arg("-m")
+            .arg(model)
+            .arg("-f")
+            .arg(text)
+            .args(["-c", "256", "--chunks", "4", "-t", "2", "-b", "256"])
+            .args(extra),
+        Duration::from_secs(900),
+    )
+    .ok(&format!("llama-perplexity on {}", model.display()));
+    format!("{}\n{}", r.stdout, r.stderr)
+}
+
 #[test]
 fn f2i_perplexity_is_finite() {
     let test = "f2i_perplexity_is_finite";
@@ -204,17 +215,7 @@ fn f2i_perplexity_is_finite() {
     };
     let _g = heavy();
     let ppl = |model: &Path| -> f64 {
-        let r = run(
-            tool(&e, "llama-perplexity")
-                .arg("-m")
-                .arg(model)
-                .arg("-f")
-                .arg(&wiki)
-                .args(["-c", "256", "--chunks", "4", "-t", "2", "-b", "256"]),
-            Duration::from_secs(900),
-        )
-        .ok("llama-perplexity");
-        let all = format!("{}\n{}", r.stdout, r.stderr);
+        let all = perplexity(&e, model, &wiki, std::iter::empty::<&OsStr>());
         let v = stat(&all, "Final estimate: PPL =").expect("no final PPL estimate");
         eprintln!("PPL {} = {v}", model.display());
         v
