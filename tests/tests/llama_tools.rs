@@ -42,6 +42,16 @@ fn env(test: &str, models: &[&str]) -> Option<(Env, Vec<PathBuf>)> {
     Some((Env { llama }, paths))
 }
 
+/// [`env`] plus the evaluation text (`wiki.utf8`).
+fn env_with_text(test: &str, models: &[&str]) -> Option<(Env, Vec<PathBuf>, PathBuf)> {
+    let (e, m) = env(test, models)?;
+    let Some(wiki) = wiki_text() else {
+        skip(test, "wiki.utf8 is absent (run scripts/fetch-models.sh)");
+        return None;
+    };
+    Some((e, m, wiki))
+}
+
 fn tool(e: &Env, name: &str) -> Command {
     let mut c = Command::new(llama_tool(&e.llama, name));
     c.env("FAIRY2I_LOG", "1");
@@ -104,11 +114,7 @@ fn qwen_f2i_w2_generates_text_in_llama_completion() {
 #[test]
 fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
     let test = "smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin";
-    let Some((e, m)) = env(test, &[SMOLLM]) else {
-        return;
-    };
-    let Some(wiki) = wiki_text() else {
-        skip(test, "wiki.utf8 is absent (run scripts/fetch-models.sh)");
+    let Some((e, m, wiki)) = env_with_text(test, &[SMOLLM]) else {
         return;
     };
     let _g = heavy();
@@ -206,11 +212,7 @@ where
 fn f2i_perplexity_is_finite() {
     let test = "f2i_perplexity_is_finite";
     // SmolLM2: its ffn_down matrices are F2I, the rest falls back; the Qwen run is in the quality command.
-    let Some((e, m)) = env(test, &[SMOLLM]) else {
-        return;
-    };
-    let Some(wiki) = wiki_text() else {
-        skip(test, "wiki.utf8 is absent (run scripts/fetch-models.sh)");
+    let Some((e, m, wiki)) = env_with_text(test, &[SMOLLM]) else {
         return;
     };
     let _g = heavy();
