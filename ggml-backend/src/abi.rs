@@ -327,7 +327,11 @@ pub extern "C" fn ggml_backend_init() -> *mut BackendReg {
         }
         let cfg = config();
         if cfg.log >= 1 {
-            log_info(&format!("fairy2i: kernel {}", cfg.kernel.isa().name()));
+            log_info(&format!(
+                "fairy2i: kernel {} {}",
+                cfg.kernel.isa().name(),
+                cfg.precision.name()
+            ));
         }
         // SAFETY: returns the address of a static.
         unsafe { f2i_shim_reg() }
@@ -772,7 +776,7 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
             match supports::check(&node.op_desc()) {
                 Ok(Supported::View) => stats.views += 1,
                 Ok(Supported::MulMat(plan)) => {
-                    if let Err(why) = run_mul_mat(node, &plan, cfg.kernel, pool.as_deref()) {
+                    if let Err(why) = run_mul_mat(node, &plan, cfg, pool.as_deref()) {
                         log_error(&format!(
                             "fairy2i: graph_compute: MUL_MAT '{}': {why}",
                             node.name()
@@ -794,9 +798,10 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
         if cfg.log >= 1 {
             let _ = writeln!(
                 std::io::stderr(),
-                "fairy2i: graph: {}; threads {threads}, kernel {}",
+                "fairy2i: graph: {}; threads {threads}, kernel {} {}",
                 stats.summary(),
-                cfg.kernel.isa().name()
+                cfg.kernel.isa().name(),
+                cfg.precision.name()
             );
         }
         ctx.totals
@@ -811,7 +816,7 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
 fn run_mul_mat(
     node: Tensor<'_>,
     plan: &MulMatPlan,
-    kernel: crate::kernels::Kernel,
+    cfg: &crate::device::Config,
     pool: Option<&rayon::ThreadPool>,
 ) -> Result<(), String> {
     let w = node.src(0).ok_or("no src0")?;
@@ -880,7 +885,8 @@ fn run_mul_mat(
         stages: plan.stages,
         cols,
         dst,
+        precision: cfg.precision,
     }
-    .run(kernel, pool);
+    .run(cfg.kernel, pool);
     Ok(())
 }

@@ -7,7 +7,29 @@
 use rayon::prelude::*;
 use rayon::ThreadPool;
 
+use crate::kernels::q8::Q8Cols;
 use crate::kernels::{Kernel, QK, STAGE_BYTES};
+
+/// How activations enter the product (docs/backend.md §2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 activations, f32 sums: agrees with a dequantize-then-dot to f32 rounding.
+    Exact,
+    /// Activations quantized to int8 once per product, one scale per block; integer sums (the
+    /// default; error bound in `kernels::q8`).
+    #[default]
+    Q8,
+}
+
+impl Precision {
+    /// `exact` or `q8`, as logged.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Exact => "exact",
+            Precision::Q8 => "q8",
+        }
+    }
+}
 
 /// Output pairs handled together for each column before moving to the next column: their weight
 /// rows (2 × 8 rows) stay in L1/L2 while the columns stream past.
@@ -29,13 +51,15 @@ pub struct MulMat<'a> {
     pub cols: Vec<&'a [f32]>,
     /// The result, `n_rows` floats per column, columns in the order of `cols`.
     pub dst: &'a mut [f32],
+    /// Activation precision.
+    pub precision: Precision,
 }
 
 /// One tile: a range of output pairs for some columns.
 struct Tile<'a> {
     pair0: usize,
-    /// (x, y[pair0..pair0+len), y[n+pair0..n+pair0+len)) per column.
-    cols: Vec<(&'a [f32], &'a mut [f32], &'a mut [f32])>,
+    /// (column index, y[pair0..pair0+len), y[n+pair0..n+pair0+len)) per column.
+    cols: Vec<(usize, &'a mut [f32], &'a mut [f32])>,
 }
 
 impl MulMat<'_> {
@@ -51,6 +75,7 @@ impl MulMat<'_> {
             stages,
             cols,
             dst,
+            precision,
         } = self;
         assert!(
             k.is_multiple_of(QK) && n_rows.is_multiple_of(2) && (1..=4).contains(&stages),
@@ -83,29 +108,40 @@ impl MulMat<'_> {
                 cols: Vec::with_capacity(col_tile),
             })
             .collect();
-        for (c, (x, y)) in cols.iter().zip(dst.chunks_exact_mut(n_rows)).enumerate() {
+        for (c, y) in dst.chunks_exact_mut(n_rows).enumerate() {
             let (lo, hi) = y.split_at_mut(n);
             for (p, (lo, hi)) in lo
                 .chunks_mut(pair_tile)
                 .zip(hi.chunks_mut(pair_tile))
                 .enumerate()
             {
-                tiles[p * col_tiles + c / col_tile].cols.push((x, lo, hi));
+                tiles[p * col_tiles + c / col_tile].cols.push((c, lo, hi));
             }
         }
 
+        // int8 activations: quantized once here, read by every tile
+        let q8 = match precision {
+            Precision::Q8 => Some(Q8Cols::quantize(&cols, k)),
+            Precision::Exact => None,
+        };
         let work = |tile: Tile<'_>| {
-            let Tile { pair0, mut cols } = tile;
-            let len = cols.first().map_or(0, |c| c.1.len());
+            let Tile {
+                pair0,
+                cols: mut tile_cols,
+            } = tile;
+            let len = tile_cols.first().map_or(0, |c| c.1.len());
             for sub in (0..len).step_by(PAIR_SUBTILE) {
                 let sub_end = (sub + PAIR_SUBTILE).min(len);
-                for (x, lo, hi) in cols.iter_mut() {
-                    let (x_re, x_im) = x.split_at(m);
+                for (c, lo, hi) in tile_cols.iter_mut() {
+                    let (x_re, x_im) = cols[*c].split_at(m);
                     for i in sub..sub_end {
                         let j = pair0 + i;
                         let u = &weights[j * row_bytes..][..row_bytes];
                         let w = &weights[(n + j) * row_bytes..][..row_bytes];
-                        let (re, im) = kernel.pair_dot(u, w, stages, x_re, x_im);
+                        let (re, im) = match &q8 {
+                            Some(q) => kernel.pair_dot_q8(u, w, stages, q.col(*c)),
+                            None => kernel.pair_dot(u, w, stages, x_re, x_im),
+                        };
                         lo[i] = re;
                         hi[i] = im;
                     }
@@ -155,7 +191,15 @@ mod tests {
                 .chunks_exact(k)
                 .flat_map(|col| matvec(&a, k, col))
                 .collect();
-            for kernel in Kernel::available() {
+            for (kernel, precision) in Kernel::available()
+                .into_iter()
+                .flat_map(|k| [(k, Precision::Exact), (k, Precision::Q8)])
+            {
+                // int8 activations: NMSE of 8-bit rounding on uniform data is ~1e-5
+                let max_nmse = match precision {
+                    Precision::Exact => 1e-10,
+                    Precision::Q8 => 1e-4,
+                };
                 for pool in [None, Some(&pools[0]), Some(&pools[1])] {
                     let mut dst = vec![f32::NAN; n_rows * n_cols];
                     MulMat {
@@ -165,6 +209,7 @@ mod tests {
                         stages,
                         cols: x.chunks_exact(k).collect(),
                         dst: &mut dst,
+                        precision,
                     }
                     .run(kernel, pool);
                     let err: f64 = dst
@@ -174,8 +219,8 @@ mod tests {
                         .sum();
                     let norm: f64 = want.iter().map(|w| w * w).sum();
                     assert!(
-                        err / norm <= 1e-10,
-                        "case {case} {:?} threads {:?}: nmse {}",
+                        err / norm <= max_nmse,
+                        "case {case} {:?} {precision:?} threads {:?}: nmse {}",
                         kernel.isa(),
                         pool.map(|p| p.current_num_threads()),
                         err / norm
@@ -200,6 +245,7 @@ mod tests {
             stages: 2,
             cols: vec![&x, &x],
             dst: &mut dst,
+            precision: Precision::Q8,
         }
         .run(Kernel::best(), None);
         assert_eq!(dst[..n_rows], dst[n_rows..]);

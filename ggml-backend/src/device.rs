@@ -17,6 +17,8 @@ pub const BUFT_NAME: &CStr = c"FAIRY2I";
 pub struct Config {
     /// The kernel every product uses.
     pub kernel: Kernel,
+    /// Activation precision: int8 unless `FAIRY2I_EXACT=1`.
+    pub precision: crate::compute::Precision,
     /// `FAIRY2I_LOG`: 0 quiet; 1 one line per graph with the products run (stderr); 2 also every
     /// refused op (ggml debug log).
     pub log: u32,
@@ -26,7 +28,7 @@ pub struct Config {
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
-/// The settings; the first call detects the CPU and reads `FAIRY2I_ISA` and `FAIRY2I_LOG`.
+/// The settings; the first call detects the CPU and reads `FAIRY2I_ISA`, `FAIRY2I_EXACT` and `FAIRY2I_LOG`.
 pub fn config() -> &'static Config {
     CONFIG.get_or_init(|| {
         let log = std::env::var("FAIRY2I_LOG")
@@ -48,10 +50,21 @@ pub fn config() -> &'static Config {
                 )),
             }
         }
-        let description = CString::new(format!("Fairy2i F2I matmul ({})", kernel.isa().name()))
-            .expect("no NUL in the description");
+        let exact = std::env::var("FAIRY2I_EXACT").is_ok_and(|v| !matches!(v.trim(), "" | "0"));
+        let precision = if exact {
+            crate::compute::Precision::Exact
+        } else {
+            crate::compute::Precision::Q8
+        };
+        let description = CString::new(format!(
+            "Fairy2i F2I matmul ({}, {})",
+            kernel.isa().name(),
+            precision.name()
+        ))
+        .expect("no NUL in the description");
         Config {
             kernel,
+            precision,
             log,
             description,
         }

@@ -14,6 +14,7 @@
 //! W row: y_re += d_re·A + d_im·C    y_im += −d_re·B + d_im·D
 //! ```
 
+pub mod q8;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -64,12 +65,17 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vl")
+                    && Isa::Avx2.is_available()
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -149,6 +155,31 @@ impl Kernel {
             Isa::Avx512 => unsafe { avx512::pair_dot(u, w, stages, x_re, x_im) },
             #[cfg(not(target_arch = "x86_64"))]
             _ => scalar::pair_dot(u, w, stages, x_re, x_im),
+        }
+    }
+
+    /// The int8-activation form of [`Kernel::pair_dot`] (docs/backend.md §2.4): the same output pair
+    /// against one column quantized by [`q8::Q8Cols::quantize`]; its error bound is in [`q8`].
+    ///
+    /// # Panics
+    /// If the lengths do not match each other (a caller bug, as for `pair_dot`).
+    pub fn pair_dot_q8(self, u: &[u8], w: &[u8], stages: usize, x: q8::Q8Col<'_>) -> (f32, f32) {
+        let blocks = x.d.len();
+        assert!(
+            (1..=4).contains(&stages)
+                && x.q.len() == blocks * QK
+                && u.len() == blocks * stages * STAGE_BYTES
+                && w.len() == u.len(),
+            "pair_dot_q8: inconsistent lengths"
+        );
+        match self.isa {
+            Isa::Scalar => q8::pair_dot(u, w, stages, x),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a Kernel with isa Avx2 or Avx512 exists only when the CPU supports AVX2, FMA
+            // and F16C (Kernel::new, Isa::is_available); the lengths were checked above.
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::pair_dot_q8(u, w, stages, x) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => q8::pair_dot(u, w, stages, x),
         }
     }
 }

@@ -1,0 +1,244 @@
+//! The int8-activation path (docs/backend.md §2.4): activations quantized once per product to int8 with
+//! one f32 scale per block (the 128 real parts and 128 imaginary parts a weight block meets), then
+//! integer sums of ±q inside a block. Still no multiplications by weights: a code only selects and
+//! negates. The scalar code here is the reference the SIMD versions are tested against.
+//!
+//! Error bound (tested in `tests::q8_error_is_within_the_bound`): with `x = s·q + δ`, `|δ| ≤ s/2`
+//! per element, an output differs from the exact product by at most
+//! `Σ_blocks s_b/2 · Σ_stages Σ_rows (n_re·|d_re| + n_im·|d_im|)` plus f32 rounding, where `n_re`
+//! and `n_im` count the entries of the record on each axis.
+
+use super::{stage_scales, QC, QK, STAGE_BYTES};
+
+/// Largest quantized magnitude.
+const QMAX: f32 = 127.0;
+
+/// Quantized activation columns: per column `k` int8 values, per block of 128 complex entries the
+/// 128 real parts then the 128 imaginary parts, and one scale per block.
+#[derive(Debug, Default)]
+pub struct Q8Cols {
+    /// Real inputs per column.
+    k: usize,
+    q: Vec<i8>,
+    d: Vec<f32>,
+}
+
+/// One quantized column, as the kernels read it.
+#[derive(Clone, Copy, Debug)]
+pub struct Q8Col<'a> {
+    /// `k` values: block b holds q_re[128b..128b+128) then q_im[128b..128b+128).
+    pub q: &'a [i8],
+    /// One scale per block.
+    pub d: &'a [f32],
+}
+
+impl Q8Cols {
+    /// Quantizes columns of `k` floats (x_re = x[0..k/2), x_im = x[k/2..k)); `k % 256 == 0`.
+    /// A block whose largest magnitude is not finite gets a NaN scale, so the products it feeds
+    /// come out NaN, as the exact path's would.
+    pub fn quantize(cols: &[&[f32]], k: usize) -> Q8Cols {
+        assert!(k.is_multiple_of(QK), "q8: k must be a multiple of 256");
+        let (m, blocks) = (k / 2, k / QK);
+        let mut q = vec![0i8; k * cols.len()];
+        let mut d = vec![0.0f32; blocks * cols.len()];
+        for ((x, qc), dc) in cols.iter().zip(q.chunks_exact_mut(k)).zip(d.chunks_exact_mut(blocks)) {
+            assert_eq!(x.len(), k, "q8: column length");
+            let (x_re, x_im) = x.split_at(m);
+            for (b, (qb, db)) in qc.chunks_exact_mut(QK).zip(dc.iter_mut()).enumerate() {
+                let xr = &x_re[b * QC..][..QC];
+                let xi = &x_im[b * QC..][..QC];
+                let amax = xr.iter().chain(xi).fold(0.0f32, |a, v| a.max(v.abs()));
+                let has_nan = xr.iter().chain(xi).any(|v| v.is_nan());
+                if !amax.is_finite() || has_nan {
+                    *db = f32::NAN;
+                    qb.fill(0);
+                    continue;
+                }
+                if amax == 0.0 {
+                    *db = 0.0;
+                    qb.fill(0);
+                    continue;
+                }
+                let scale = amax / QMAX;
+                let inv = QMAX / amax;
+                *db = scale;
+                let (qr, qi) = qb.split_at_mut(QC);
+                for (dst, src) in qr.iter_mut().zip(xr).chain(qi.iter_mut().zip(xi)) {
+                    // |src·inv| ≤ 127 up to rounding; the clamp keeps the cast in range
+                    *dst = (src * inv).round().clamp(-QMAX, QMAX) as i8;
+                }
+            }
+        }
+        Q8Cols { k, q, d }
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.q.len().checked_div(self.k).unwrap_or(0)
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Column `c`.
+    pub fn col(&self, c: usize) -> Q8Col<'_> {
+        let blocks = self.k / QK;
+        Q8Col {
+            q: &self.q[c * self.k..][..self.k],
+            d: &self.d[c * blocks..][..blocks],
+        }
+    }
+}
+
+/// The four integer sums of one stage record over one block (see [`super`]): (A, B, C, D).
+#[inline]
+fn stage_sums(codes: &[u8], q_re: &[i8], q_im: &[i8]) -> [i32; 4] {
+    let mut s = [0i32; 4];
+    for e in 0..QC {
+        let code = (codes[e % 32] >> (2 * (e / 32))) & 3;
+        let (r, i) = (i32::from(q_re[e]), i32::from(q_im[e]));
+        match code {
+            0 => {
+                s[0] += r;
+                s[1] += i;
+            }
+            1 => {
+                s[2] += i;
+                s[3] += r;
+            }
+            2 => {
+                s[0] -= r;
+                s[1] -= i;
+            }
+            _ => {
+                s[2] -= i;
+                s[3] -= r;
+            }
+        }
+    }
+    s
+}
+
+/// See [`super::Kernel::pair_dot_q8`]; lengths are checked by the caller.
+pub fn pair_dot(u: &[u8], w: &[u8], stages: usize, x: Q8Col<'_>) -> (f32, f32) {
+    let block_bytes = stages * STAGE_BYTES;
+    let (mut y_re, mut y_im) = (0.0f32, 0.0f32);
+    let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
+    for ((ub, wb), (qb, &db)) in blocks.zip(x.q.chunks_exact(QK).zip(x.d)) {
+        let (q_re, q_im) = qb.split_at(QC);
+        for (us, ws) in ub
+            .chunks_exact(STAGE_BYTES)
+            .zip(wb.chunks_exact(STAGE_BYTES))
+        {
+            let (ud_re, ud_im) = stage_scales(us);
+            let [ua, ub_, uc, ud] = stage_sums(&us[4..], q_re, q_im).map(|v| v as f32);
+            let (wd_re, wd_im) = stage_scales(ws);
+            let [wa, wb_, wc, wd] = stage_sums(&ws[4..], q_re, q_im).map(|v| v as f32);
+            let (ur, ui, wr, wi) = (db * ud_re, db * ud_im, db * wd_re, db * wd_im);
+            y_re += ur * ua - ui * uc + wr * wa + wi * wc;
+            y_im += ur * ub_ + ui * ud - wr * wb_ + wi * wd;
+        }
+    }
+    (y_re, y_im)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{dequantize, matvec, random_f2i, Rng};
+    use super::super::Kernel;
+    use super::*;
+
+    /// The bound of the module docs for output pair j: Σ_b s_b/2 · Σ_stages Σ_rows Σ_e |d_axis(e)|.
+    fn bound(u: &[u8], w: &[u8], stages: usize, d: &[f32]) -> f64 {
+        let block_bytes = stages * STAGE_BYTES;
+        let mut total = 0.0f64;
+        for row in [u, w] {
+            for (blk, &s) in row.chunks_exact(block_bytes).zip(d) {
+                for rec in blk.chunks_exact(STAGE_BYTES) {
+                    let (d_re, d_im) = stage_scales(rec);
+                    let imag = (0..QC)
+                        .filter(|e| (rec[4 + e % 32] >> (2 * (e / 32))) & 1 == 1)
+                        .count() as f64;
+                    total += f64::from(s) / 2.0
+                        * ((QC as f64 - imag) * f64::from(d_re.abs()) + imag * f64::from(d_im.abs()));
+                }
+            }
+        }
+        total
+    }
+
+    /// Every kernel's int8 path against the exact f64 product, within the stated bound.
+    #[test]
+    fn q8_error_is_within_the_bound() {
+        let mut rng = Rng::new(11);
+        for stages in 1..=4 {
+            for &k in &[256usize, 768] {
+                let n_rows = 8;
+                let data = random_f2i(&mut rng, k, n_rows, stages);
+                let x: Vec<f32> = (0..k)
+                    .map(|i| rng.unit() * if i % 97 == 0 { 40.0 } else { 1.0 })
+                    .collect();
+                let want = matvec(&dequantize(&data, k, n_rows, stages), k, &x);
+                let q = Q8Cols::quantize(&[&x], k);
+                let row_bytes = k / QK * stages * STAGE_BYTES;
+                let n = n_rows / 2;
+                for kernel in Kernel::available() {
+                    for j in 0..n {
+                        let u = &data[j * row_bytes..][..row_bytes];
+                        let w = &data[(n + j) * row_bytes..][..row_bytes];
+                        let (re, im) = kernel.pair_dot_q8(u, w, stages, q.col(0));
+                        let tol = bound(u, w, stages, q.col(0).d) * 1.0001 + 1e-6;
+                        for (got, want) in [(re, want[j]), (im, want[n + j])] {
+                            assert!(
+                                (f64::from(got) - want).abs() <= tol,
+                                "{:?} t={stages} k={k} j={j}: {got} vs {want}, bound {tol}",
+                                kernel.isa()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIMD int8 kernels equal the scalar int8 kernel up to f32 summation order.
+    #[test]
+    fn simd_q8_matches_scalar_q8() {
+        let mut rng = Rng::new(12);
+        for stages in 1..=4 {
+            for blocks in 1..=5 {
+                let k = blocks * QK;
+                let data = random_f2i(&mut rng, k, 2, stages);
+                let x: Vec<f32> = (0..k).map(|_| rng.unit() * 3.0).collect();
+                let q = Q8Cols::quantize(&[&x], k);
+                let (u, w) = data.split_at(data.len() / 2);
+                let want = pair_dot(u, w, stages, q.col(0));
+                let scale = bound(u, w, stages, q.col(0).d) as f32 * 254.0;
+                for kernel in Kernel::available() {
+                    let got = kernel.pair_dot_q8(u, w, stages, q.col(0));
+                    assert!(
+                        (got.0 - want.0).abs() <= 1e-5 * scale && (got.1 - want.1).abs() <= 1e-5 * scale,
+                        "{:?} t={stages} blocks={blocks}: {got:?} vs {want:?}",
+                        kernel.isa()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_handles_zero_and_non_finite_blocks() {
+        let k = 512;
+        let mut x = vec![0.0f32; k];
+        x[300] = f32::INFINITY; // block 0 of x_im (m = 256: index 300 is x_im[44])
+        x[200] = 1.0; // block 1 of x_re
+        let q = Q8Cols::quantize(&[&x], k);
+        assert!(q.col(0).d[0].is_nan());
+        assert_eq!(q.col(0).d[1], 1.0 / 127.0);
+        assert_eq!(q.col(0).q[QK + 200 - QC], 127);
+        let zero = Q8Cols::quantize(&[&vec![0.0f32; k]], k);
+        assert_eq!(zero.col(0).d, &[0.0, 0.0]);
+    }
+}
