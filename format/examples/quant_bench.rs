@@ -9,7 +9,9 @@
 
 use std::time::Instant;
 
-use fairy2i_format::f2i::{dequantize_tensor, quantize_tensor, round_bf16, QuantOptions};
+use fairy2i_format::f2i::{
+    dequantize_tensor, quantize_tensor, round_bf16, QuantOptions, ScaleMode,
+};
 use fairy2i_format::gguf::MappedGguf;
 
 struct Matrix {
@@ -111,6 +113,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => gguf_matrices(&path)?,
         None => vec![random_matrix(8960, 1536, 1), random_matrix(1536, 8960, 2)],
     };
+    // F2I_MODE=tensor|block|joint picks the scale mode (default tensor, the paper-exact quantizer).
+    let mode = match std::env::var("F2I_MODE").as_deref() {
+        Ok("block") => ScaleMode::Block,
+        Ok("joint") => ScaleMode::Joint,
+        Ok("tensor") | Err(_) => ScaleMode::Tensor,
+        Ok(other) => {
+            return Err(format!("F2I_MODE={other}: expected tensor, block or joint").into())
+        }
+    };
+    // F2I_RUNS=1 times a single run (no warm-up): for the slow modes.
+    let single = std::env::var("F2I_RUNS").as_deref() == Ok("1");
+    // F2I_STAGES=t times only W<t>; F2I_SHAPE=wide keeps only the 1536×8960 matrix.
+    let only_stages: Option<usize> = std::env::var("F2I_STAGES")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let mats: Vec<Matrix> = if std::env::var("F2I_SHAPE").as_deref() == Ok("wide") {
+        mats.into_iter().filter(|m| m.rows < m.cols).collect()
+    } else {
+        mats
+    };
     let threads = rayon::current_num_threads();
     println!(
         "threads: {threads}, load average before: {}",
@@ -125,6 +147,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for m in &mats {
         let mb = (m.rows * m.cols * 2) as f64 / 1e6;
         for stages in 1..=4 {
+            if only_stages.is_some_and(|s| s != stages) {
+                continue;
+            }
             for bf16_rounding in [true, false] {
                 if !bf16_rounding && stages != 2 {
                     continue;
@@ -132,12 +157,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let opts = QuantOptions {
                     stages,
                     bf16_rounding,
+                    mode,
                     ..Default::default()
                 };
                 let mut bytes = Vec::new();
-                let (secs, cpu) = best_of(|| {
+                let mut run = || {
                     bytes = quantize_tensor(&m.data, m.cols, m.rows, &opts).expect("quantize");
-                });
+                };
+                let (secs, cpu) = if single {
+                    let (c0, t) = (cpu_seconds(), Instant::now());
+                    run();
+                    (t.elapsed().as_secs_f64(), cpu_seconds() - c0)
+                } else {
+                    best_of(run)
+                };
                 let dsecs = if bf16_rounding {
                     let (d, _) = best_of(|| {
                         let v =

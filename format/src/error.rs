@@ -207,6 +207,17 @@ pub enum Error {
         /// Values given.
         got: usize,
     },
+    /// A llama.cpp importance-matrix file that is malformed (the message names the entry and field).
+    #[error("imatrix: {0}")]
+    Imatrix(String),
+    /// An importance value that is negative or not finite.
+    #[error("F2I importance of input column {col} is {value}: it must be finite and non-negative")]
+    F2iImportanceValue {
+        /// Real input column.
+        col: usize,
+        /// The value.
+        value: f32,
+    },
     /// F2I tensor data of the wrong size for its shape and stage count.
     #[error("F2I data is {got} bytes, the shape and stage count need {expected}")]
     F2iDataSize {

@@ -4,6 +4,7 @@
 //! - [`types`]: every ggml tensor type and the F2I types, declared once.
 //! - [`blocks`]: ggml's standard block types (dequantize and, for the fallback types, quantize).
 //! - [`f2i`]: the F2I block layout and the Fairy2i quantizer (`docs/format.md`, `docs/quantizer.md`).
+//! - [`imatrix`]: llama.cpp importance-matrix files (legacy `.dat` and GGUF), for weighted quantization.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod convert;
 pub mod error;
 pub mod f2i;
 pub mod gguf;
+pub mod imatrix;
 pub mod mmap;
 pub mod permute;
 pub mod types;

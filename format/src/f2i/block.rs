@@ -15,11 +15,12 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::joint::{refine, BlockState};
 use super::layout::{code_value, pack_codes, row_bytes, F2iStage, Part};
 use super::phase::code_from_bits;
 use super::split::{split_rows, SplitRows};
 use super::stages::{first_bad, validate};
-use super::{QuantOptions, QK_COMPLEX, STAGE_BYTES};
+use super::{QuantOptions, ScaleMode, QK_COMPLEX, STAGE_BYTES};
 use crate::error::{Error, Result};
 
 /// Most rounds of alternating refinement per stage and block (Lloyd iterations: re-pick each entry's code
@@ -38,6 +39,9 @@ pub(crate) fn quantize_block(
     validate(w, k, n_rows, opts)?;
     super::check_shape(k, n_rows)?;
     let stages = opts.stages;
+    let joint = opts.mode == ScaleMode::Joint;
+    let weights = opts.importance.map(|imp| entry_weights(imp, k / 2));
+    let weights = weights.as_deref();
     let n = n_rows / 2;
     let rb = row_bytes(k, stages);
     let mut out = vec![0u8; n_rows * rb];
@@ -48,10 +52,15 @@ pub(crate) fn quantize_block(
         .enumerate()
         .map(|(j, (u_row, w_row))| {
             let src = [&w[j * k..(j + 1) * k], &w[(n + j) * k..(n + j + 1) * k]];
+            let job = RowJob {
+                stages,
+                weights,
+                joint,
+            };
             if opts.bf16_rounding {
-                row_pair::<true>(src, stages, [u_row, w_row])
+                row_pair::<true>(src, &job, [u_row, w_row])
             } else {
-                row_pair::<false>(src, stages, [u_row, w_row])
+                row_pair::<false>(src, &job, [u_row, w_row])
             }
         })
         .collect();
@@ -66,17 +75,46 @@ pub(crate) fn quantize_block(
     Ok(out)
 }
 
+/// The smallest entry weight, relative to the tensor's mean: a column the calibration data never excited
+/// still counts a little, so that every block's least-squares problem stays well posed.
+const MIN_WEIGHT: f32 = 1e-3;
+
+/// The per-entry weights of the complex columns (`docs/quantizer.md` §10): h_c = (imp[c] + imp[m + c]) / 2,
+/// divided by its mean over the tensor and floored at [`MIN_WEIGHT`]. A constant importance gives weights
+/// of exactly 1 (the unweighted quantizer, byte for byte); an all-zero one is treated as constant.
+pub(crate) fn entry_weights(imp: &[f32], m: usize) -> Vec<f32> {
+    let raw: Vec<f64> = (0..m)
+        .map(|c| 0.5 * (f64::from(imp[c]) + f64::from(imp[m + c])))
+        .collect();
+    let mean = raw.iter().sum::<f64>() / m as f64;
+    if !(mean > 0.0 && mean.is_finite()) {
+        return vec![1.0; m];
+    }
+    raw.iter()
+        .map(|&h| ((h / mean) as f32).max(MIN_WEIGHT))
+        .collect()
+}
+
+/// What every row pair of a tensor shares.
+struct RowJob<'a> {
+    stages: usize,
+    /// Per complex column (length m); `None` = all 1.
+    weights: Option<&'a [f32]>,
+    /// Run the joint refinement of [`super::joint`] after the greedy stages.
+    joint: bool,
+}
+
 /// Quantizes real rows j (`src[0]`) and n + j (`src[1]`) into stored rows `U[j]` (`out[0]`) and `W[j]`
 /// (`out[1]`). Returns false if the split met a non-finite value.
 fn row_pair<const BF16: bool>(
     src: [&[f32]; 2],
-    stages: usize,
+    job: &RowJob<'_>,
     out: [&mut [u8]; 2],
 ) -> Result<bool> {
     let [top, bot] = src;
     let m = top.len() / 2;
     let [out_u, out_w] = out;
-    let block_bytes = stages * STAGE_BYTES;
+    let block_bytes = job.stages * STAGE_BYTES;
     let mut ok = true;
     for (b, (bu, bw)) in out_u
         .chunks_exact_mut(block_bytes)
@@ -104,23 +142,32 @@ fn row_pair<const BF16: bool>(
         if !ok {
             continue;
         }
-        block_stages(ur, ui, bu, Part::U)?;
-        block_stages(wr, wi, bw, Part::W)?;
+        let mut h = [1f32; QK_COMPLEX];
+        if let Some(wt) = job.weights {
+            h.copy_from_slice(&wt[c0..c0 + QK_COMPLEX]);
+        }
+        block_stages(ur, ui, &h, job, bu, Part::U)?;
+        block_stages(wr, wi, &h, job, bw, Part::W)?;
     }
     Ok(ok)
 }
 
-/// Runs the residual stages on one block's entries `re`, `im` (overwritten by the final residual) and
-/// writes the stage records into `out` (`stages × 36` bytes).
+/// Runs the residual stages on one block's entries `re`, `im` (overwritten by the final residual), with
+/// entry weights `h`, then (joint mode) the joint refinement, and writes the stage records into `out`
+/// (`stages × 36` bytes).
 fn block_stages(
     re: &mut [f32; QK_COMPLEX],
     im: &mut [f32; QK_COMPLEX],
+    h: &[f32; QK_COMPLEX],
+    job: &RowJob<'_>,
     out: &mut [u8],
     part: Part,
 ) -> Result<()> {
-    for (s, rec) in out.chunks_exact_mut(STAGE_BYTES).enumerate() {
-        let stage = stage_fit(re, im);
-        for (axis, d) in [("real-axis", stage.d_re), ("imaginary-axis", stage.d_im)] {
+    let x = [*re, *im];
+    let mut state = BlockState::default();
+    for s in 0..job.stages {
+        let (codes, d_re, d_im) = stage_fit(re, im, h);
+        for (axis, d) in [("real-axis", d_re), ("imaginary-axis", d_im)] {
             if !d.is_finite() {
                 return Err(Error::F2iScaleRange {
                     part: part.name(),
@@ -130,32 +177,48 @@ fn block_stages(
                 });
             }
         }
+        state.codes[s] = codes;
+        state.d[s] = [d_re, d_im];
+    }
+    if job.joint {
+        refine(&x, h, job.stages, &mut state);
+    }
+    for (s, rec) in out.chunks_exact_mut(STAGE_BYTES).enumerate() {
+        let stage = F2iStage {
+            d_re: state.d[s][0],
+            d_im: state.d[s][1],
+            qs: pack_codes(&state.codes[s]),
+        };
         rec.copy_from_slice(bytemuck::bytes_of(&stage));
     }
     Ok(())
 }
 
-/// One stage on one block: PhaseQuant codes of the residual `re + i·im`, per-axis least-squares scales
-/// (mean magnitude, rounded to f16), up to [`REFINE`] rounds of refinement, then the residual minus the
-/// stored stage value.
+/// One stage on one block: PhaseQuant codes of the residual `re + i·im`, per-axis (weighted) least-squares
+/// scales (weighted mean magnitude, rounded to f16), up to [`REFINE`] rounds of refinement, then the
+/// residual minus the stored stage value. Returns the codes and the real- and imaginary-axis scales.
 #[inline]
-fn stage_fit(re: &mut [f32; QK_COMPLEX], im: &mut [f32; QK_COMPLEX]) -> F2iStage {
+fn stage_fit(
+    re: &mut [f32; QK_COMPLEX],
+    im: &mut [f32; QK_COMPLEX],
+    h: &[f32; QK_COMPLEX],
+) -> ([u8; QK_COMPLEX], f16, f16) {
     let mut codes = [0u8; QK_COMPLEX];
     let mut sum = [0f64; 2];
-    let mut count = [0u32; 2];
-    for ((c, &r), &i) in codes.iter_mut().zip(re.iter()).zip(im.iter()) {
+    let mut count = [0f64; 2];
+    for (((c, &r), &i), &hw) in codes.iter_mut().zip(re.iter()).zip(im.iter()).zip(h) {
         let code = code_from_bits(r.to_bits(), i.to_bits());
         let axis = (code & 1) as usize;
         let mag = if axis == 0 { r.abs() } else { i.abs() };
-        sum[axis] += f64::from(mag);
-        count[axis] += 1;
+        sum[axis] += f64::from(hw) * f64::from(mag);
+        count[axis] += f64::from(hw);
         *c = code as u8;
     }
-    let scale = |sum: [f64; 2], count: [u32; 2], a: usize| {
-        if count[a] == 0 {
+    let scale = |sum: [f64; 2], count: [f64; 2], a: usize| {
+        if count[a] == 0.0 {
             f16::ZERO
         } else {
-            f16::from_f64(sum[a] / f64::from(count[a]))
+            f16::from_f64(sum[a] / count[a])
         }
     };
     let (mut d_re, mut d_im) = (scale(sum, count, 0), scale(sum, count, 1));
@@ -167,8 +230,8 @@ fn stage_fit(re: &mut [f32; QK_COMPLEX], im: &mut [f32; QK_COMPLEX]) -> F2iStage
         let kept = codes;
         let mut changed = false;
         sum = [0.0; 2];
-        count = [0; 2];
-        for ((c, &r), &i) in codes.iter_mut().zip(re.iter()).zip(im.iter()) {
+        count = [0.0; 2];
+        for (((c, &r), &i), &hw) in codes.iter_mut().zip(re.iter()).zip(im.iter()).zip(h) {
             // Squared distance to the nearest point on each axis; ties keep the current code.
             let on_re = (r.abs() - fr).powi(2) + i * i;
             let on_im = r * r + (i.abs() - fi).powi(2);
@@ -187,8 +250,8 @@ fn stage_fit(re: &mut [f32; QK_COMPLEX], im: &mut [f32; QK_COMPLEX]) -> F2iStage
                 changed |= code != *c;
                 *c = code;
             }
-            sum[axis as usize] += f64::from(v.abs());
-            count[axis as usize] += 1;
+            sum[axis as usize] += f64::from(hw) * f64::from(v.abs());
+            count[axis as usize] += f64::from(hw);
         }
         let (r2, i2) = (scale(sum, count, 0), scale(sum, count, 1));
         if !(r2.is_finite() && i2.is_finite()) {
@@ -206,17 +269,13 @@ fn stage_fit(re: &mut [f32; QK_COMPLEX], im: &mut [f32; QK_COMPLEX]) -> F2iStage
         *r -= qr;
         *i -= qi;
     }
-    F2iStage {
-        d_re,
-        d_im,
-        qs: pack_codes(&codes),
-    }
+    (codes, d_re, d_im)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::f2i::{dequantize_tensor, ScaleMode};
+    use crate::f2i::dequantize_tensor;
 
     #[test]
     fn a_block_of_one_magnitude_is_one_stage_exact() {

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 mod block;
 pub mod dequant;
+mod joint;
 pub mod layout;
 pub mod phase;
 pub mod round;
@@ -40,8 +41,13 @@ pub enum ScaleMode {
     Tensor,
     /// Per block (128 complex entries of one stored row) and stage: the same PhaseQuant codes, with each
     /// axis's scale fitted by least squares (the mean on-axis magnitude of the block's residual), stored
-    /// as f16. Same file format; much lower error than [`ScaleMode::Tensor`]. Ignores `importance`.
+    /// as f16, then up to 16 rounds of per-stage Lloyd refinement. Same file format; much lower error
+    /// than [`ScaleMode::Tensor`]. With `importance`, the scale fits minimise the weighted error.
     Block,
+    /// [`ScaleMode::Block`], then a joint refinement of all stages of each block: every entry's codes of
+    /// all stages chosen together (exhaustive over 4^t), and all 2t scales of the block refitted together
+    /// by (weighted) least squares, alternated while the weighted error decreases. Same file format.
+    Joint,
 }
 
 impl ScaleMode {
@@ -50,6 +56,7 @@ impl ScaleMode {
         match self {
             ScaleMode::Tensor => "tensor",
             ScaleMode::Block => "block",
+            ScaleMode::Joint => "joint",
         }
     }
 }
@@ -64,8 +71,10 @@ pub struct QuantOptions<'a> {
     /// Emulate the bf16 rounding of the official code after every operation (right for bf16 sources).
     /// The input is then taken as bf16 (each value rounded to bf16 first, a no-op for bf16 sources).
     pub bf16_rounding: bool,
-    /// Optional importance per input column (length K), e.g. from an imatrix. Its length is checked;
-    /// [`ScaleMode::Tensor`] (the official quantizer) does not use it.
+    /// Optional importance per real input column (length K, finite, ≥ 0), e.g. the mean squared
+    /// activation from an imatrix. [`ScaleMode::Block`] and [`ScaleMode::Joint`] minimise the error
+    /// weighted by it (`docs/quantizer.md` §10); [`ScaleMode::Tensor`] (the official quantizer) checks it
+    /// and does not use it.
     pub importance: Option<&'a [f32]>,
 }
 
@@ -97,7 +106,7 @@ pub fn quantize_tensor(
     check_shape(k, n_rows)?;
     match opts.mode {
         ScaleMode::Tensor => quantize(w, k, n_rows, opts)?.to_f2i_bytes(),
-        ScaleMode::Block => block::quantize_block(w, k, n_rows, opts),
+        ScaleMode::Block | ScaleMode::Joint => block::quantize_block(w, k, n_rows, opts),
     }
 }
 

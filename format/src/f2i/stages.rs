@@ -206,6 +206,13 @@ pub(crate) fn validate(w: &[f32], k: usize, n_rows: usize, opts: &QuantOptions<'
                 got: imp.len(),
             });
         }
+        if let Some((col, &value)) = imp
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
+            return Err(Error::F2iImportanceValue { col, value });
+        }
     }
     Ok(())
 }
