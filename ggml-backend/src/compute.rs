@@ -4,7 +4,6 @@
 //! result (rows j.. of the first half and n+j.. of the second half of each of its columns), so the
 //! parallel part is safe Rust.
 
-use rayon::prelude::*;
 use rayon::ThreadPool;
 
 use crate::kernels::q8::Q8Cols;
@@ -90,7 +89,8 @@ impl MulMat<'_> {
             return;
         }
 
-        let threads = pool.map_or(1, |p| p.current_num_threads()).max(1);
+        // the pool's workers and the calling thread
+        let threads = pool.map_or(1, |p| p.current_num_threads() + 1);
         // enough tiles for load balance: about 4 per thread over pairs, columns in COL_TILE groups
         let col_tile = if cols.len() <= COL_TILE {
             cols.len()
@@ -130,6 +130,22 @@ impl MulMat<'_> {
                 cols: mut tile_cols,
             } = tile;
             let len = tile_cols.first().map_or(0, |c| c.1.len());
+            if let Some(q) = &q8 {
+                // each pair's weight rows are decoded once for all the tile's columns
+                let xs: Vec<_> = tile_cols.iter().map(|(c, _, _)| q.col(*c)).collect();
+                let mut out = vec![(0.0f32, 0.0f32); xs.len()];
+                for i in 0..len {
+                    let j = pair0 + i;
+                    let u = &weights[j * row_bytes..][..row_bytes];
+                    let w = &weights[(n + j) * row_bytes..][..row_bytes];
+                    kernel.pair_dot_q8_cols(u, w, stages, &xs, &mut out);
+                    for ((_, lo, hi), &(re, im)) in tile_cols.iter_mut().zip(&out) {
+                        lo[i] = re;
+                        hi[i] = im;
+                    }
+                }
+                return;
+            }
             for sub in (0..len).step_by(PAIR_SUBTILE) {
                 let sub_end = (sub + PAIR_SUBTILE).min(len);
                 for (c, lo, hi) in tile_cols.iter_mut() {
@@ -138,10 +154,7 @@ impl MulMat<'_> {
                         let j = pair0 + i;
                         let u = &weights[j * row_bytes..][..row_bytes];
                         let w = &weights[(n + j) * row_bytes..][..row_bytes];
-                        let (re, im) = match &q8 {
-                            Some(q) => kernel.pair_dot_q8(u, w, stages, q.col(*c)),
-                            None => kernel.pair_dot(u, w, stages, x_re, x_im),
-                        };
+                        let (re, im) = kernel.pair_dot(u, w, stages, x_re, x_im);
                         lo[i] = re;
                         hi[i] = im;
                     }
@@ -149,8 +162,23 @@ impl MulMat<'_> {
             }
         };
         match pool {
-            Some(pool) if threads > 1 => pool.install(|| tiles.into_par_iter().for_each(work)),
-            _ => tiles.into_iter().for_each(work),
+            Some(pool) => {
+                // every thread, the caller included, takes tiles from one queue until it is empty
+                let queue = std::sync::Mutex::new(tiles.into_iter());
+                let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let drain = || {
+                    while let Some(tile) = next() {
+                        work(tile);
+                    }
+                };
+                pool.in_place_scope(|s| {
+                    for _ in 0..pool.current_num_threads() {
+                        s.spawn(|_| drain());
+                    }
+                    drain();
+                });
+            }
+            None => tiles.into_iter().for_each(work),
         }
     }
 }

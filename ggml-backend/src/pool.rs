@@ -1,6 +1,7 @@
 //! Thread pools (docs/abi.md §5): one rayon pool per thread count, built on first use and kept for
 //! the life of the process, shared by every backend instance. `ggml_backend_set_n_threads` only
-//! picks a pool; nothing is spawned per call.
+//! picks a pool; nothing is spawned per call. A pool for n threads has n − 1 workers: the calling
+//! thread (ggml's) works too (`compute.rs`), so n threads run, as with ggml-cpu's own pool.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -14,8 +15,9 @@ type PoolCache = Mutex<Vec<(usize, Arc<ThreadPool>)>>;
 
 static POOLS: OnceLock<PoolCache> = OnceLock::new();
 
-/// The pool with `n_threads` workers; `None` for one thread (run on the caller) or when the
-/// threads cannot be spawned (then the caller runs the work itself, after one log line).
+/// The pool of `n_threads − 1` workers that, with the caller, run `n_threads` threads; `None` for one
+/// thread (run on the caller) or when the threads cannot be spawned (then the caller runs the work
+/// itself, after one log line).
 pub fn get(n_threads: usize) -> Option<Arc<ThreadPool>> {
     let n = n_threads.clamp(1, MAX_THREADS);
     if n == 1 {
@@ -29,7 +31,7 @@ pub fn get(n_threads: usize) -> Option<Arc<ThreadPool>> {
         return Some(pool.clone());
     }
     match rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(n - 1)
         .thread_name(|i| format!("fairy2i-{i}"))
         .build()
     {
@@ -56,6 +58,7 @@ mod tests {
         let a = super::get(2).unwrap();
         let b = super::get(2).unwrap();
         assert!(std::sync::Arc::ptr_eq(&a, &b));
-        assert_eq!(a.current_num_threads(), 2);
+        assert_eq!(a.current_num_threads(), 1);
+        assert_eq!(super::get(3).unwrap().current_num_threads(), 2);
     }
 }

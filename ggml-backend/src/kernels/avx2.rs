@@ -133,81 +133,122 @@ pub unsafe fn pair_dot(
     (hsum(y_re), hsum(y_im))
 }
 
-/// Integer sums of one stage of the U row and the W row over one block, int8 path
-/// (docs/backend.md §2.4): `[A, B, C, D]` per row as eight 32-bit lanes each.
-///
-/// Codes of group g (entries 32g..32g+32) are `(qs >> 2g) & 3` per byte; a byte shuffle turns them
-/// into unsigned weights a+1 (real axis: 2, 1, 0, 1 for codes 0..3) and b+1 (imaginary axis:
-/// 1, 2, 1, 0), and `maddubs` multiplies those by the int8 activations. The accumulators start at
-/// −Σq (`neg_re`, `neg_im`), which cancels the +1.
+/// Most columns [`pair_dot_q8_cols`] takes at once.
+pub const MAX_COLS: usize = 16;
+
+/// The decoded weights of one stage record, int8 path (docs/backend.md §2.4): for each group g
+/// (entries 32g..32g+32) the unsigned weights a+1 (real axis: 2, 1, 0, 1 for codes 0..3) and b+1
+/// (imaginary axis: 1, 2, 1, 0), as `[a0, b0, a1, b1, a2, b2, a3, b3]`. Codes of group g are
+/// `(qs >> 2g) & 3` per byte; a byte shuffle maps them.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn stage_sums_q8(
-    uq: __m256i,
-    wq: __m256i,
-    q: &[i8; 256],
-    neg_re: __m256i,
-    neg_im: __m256i,
-) -> ([__m256i; 4], [__m256i; 4]) {
+fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
     let lut_re = _mm256_setr_epi8(
-        2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0,
+        2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
     );
     let lut_im = _mm256_setr_epi8(
-        1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0,
+        1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
     );
     let m3 = _mm256_set1_epi8(3);
-    let (mut ua, mut ub, mut uc, mut ud) = (neg_re, neg_im, neg_im, neg_re);
-    let (mut wa, mut wb, mut wc, mut wd) = (neg_re, neg_im, neg_im, neg_re);
-    macro_rules! group {
-        ($g:literal) => {{
-            // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the 256-byte block.
-            let (xr, xi) = unsafe {
-                (
-                    _mm256_loadu_si256(q.as_ptr().add(32 * $g).cast()),
-                    _mm256_loadu_si256(q.as_ptr().add(128 + 32 * $g).cast()),
-                )
-            };
-            let cu = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(uq), m3);
-            let cw = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(wq), m3);
-            let (ur, ui) = (_mm256_shuffle_epi8(lut_re, cu), _mm256_shuffle_epi8(lut_im, cu));
-            let (wr, wi) = (_mm256_shuffle_epi8(lut_re, cw), _mm256_shuffle_epi8(lut_im, cw));
-            ua = _mm256_add_epi16(ua, _mm256_maddubs_epi16(ur, xr));
-            ub = _mm256_add_epi16(ub, _mm256_maddubs_epi16(ur, xi));
-            uc = _mm256_add_epi16(uc, _mm256_maddubs_epi16(ui, xi));
-            ud = _mm256_add_epi16(ud, _mm256_maddubs_epi16(ui, xr));
-            wa = _mm256_add_epi16(wa, _mm256_maddubs_epi16(wr, xr));
-            wb = _mm256_add_epi16(wb, _mm256_maddubs_epi16(wr, xi));
-            wc = _mm256_add_epi16(wc, _mm256_maddubs_epi16(wi, xi));
-            wd = _mm256_add_epi16(wd, _mm256_maddubs_epi16(wi, xr));
-        }};
-    }
-    group!(0);
-    group!(1);
-    group!(2);
-    group!(3);
-    let ones = _mm256_set1_epi16(1);
-    let widen = |v| _mm256_madd_epi16(v, ones);
-    (
-        [widen(ua), widen(ub), widen(uc), widen(ud)],
-        [widen(wa), widen(wb), widen(wc), widen(wd)],
-    )
+    // SAFETY: bytes 4..36 of a 36-byte record.
+    let qs = unsafe { _mm256_loadu_si256(rec.as_ptr().add(4).cast()) };
+    let c = [
+        _mm256_and_si256(qs, m3),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(qs), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(qs), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<6>(qs), m3),
+    ];
+    [
+        _mm256_shuffle_epi8(lut_re, c[0]),
+        _mm256_shuffle_epi8(lut_im, c[0]),
+        _mm256_shuffle_epi8(lut_re, c[1]),
+        _mm256_shuffle_epi8(lut_im, c[1]),
+        _mm256_shuffle_epi8(lut_re, c[2]),
+        _mm256_shuffle_epi8(lut_im, c[2]),
+        _mm256_shuffle_epi8(lut_re, c[3]),
+        _mm256_shuffle_epi8(lut_im, c[3]),
+    ]
 }
 
-/// −Σq per 16-bit lane over the four groups of one half (real or imaginary parts) of a block, the
-/// lane layout `maddubs` produces.
+/// Integer sums `[A, B, C, D]` (see [`super`]) of one decoded stage record over one block of a
+/// quantized column, as eight 32-bit lanes each. `maddubs` multiplies the unsigned a+1 / b+1 by the
+/// int8 activations; the 16-bit accumulators start at −Σq (`neg_re`, `neg_im`, precomputed per
+/// block by `Q8Cols`), which cancels the +1.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn neg_sums(half: &[i8; 128]) -> __m256i {
-    let ones = _mm256_set1_epi8(1);
-    let mut acc = _mm256_setzero_si256();
+fn sums(dec: &[__m256i; 8], q: &[i8; 256], neg_re: __m256i, neg_im: __m256i) -> [__m256i; 4] {
+    let (mut a, mut b, mut c, mut d) = (neg_re, neg_im, neg_im, neg_re);
     for g in 0..4 {
-        // SAFETY: 32·g + 32 ≤ 128.
-        let x = unsafe { _mm256_loadu_si256(half.as_ptr().add(32 * g).cast()) };
-        acc = _mm256_sub_epi16(acc, _mm256_maddubs_epi16(ones, x));
+        // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the 256-byte block.
+        let (xr, xi) = unsafe {
+            (
+                _mm256_loadu_si256(q.as_ptr().add(32 * g).cast()),
+                _mm256_loadu_si256(q.as_ptr().add(128 + 32 * g).cast()),
+            )
+        };
+        let (wr, wi) = (dec[2 * g], dec[2 * g + 1]);
+        a = _mm256_add_epi16(a, _mm256_maddubs_epi16(wr, xr));
+        b = _mm256_add_epi16(b, _mm256_maddubs_epi16(wr, xi));
+        c = _mm256_add_epi16(c, _mm256_maddubs_epi16(wi, xi));
+        d = _mm256_add_epi16(d, _mm256_maddubs_epi16(wi, xr));
     }
-    acc
+    let ones = _mm256_set1_epi16(1);
+    [
+        _mm256_madd_epi16(a, ones),
+        _mm256_madd_epi16(b, ones),
+        _mm256_madd_epi16(c, ones),
+        _mm256_madd_epi16(d, ones),
+    ]
+}
+
+/// Adds one stage of one block of an output pair to the accumulators `y = [y_re, y_im]`:
+/// U row: y_re += d_re·A − d_im·C, y_im += d_re·B + d_im·D; W row: y_re += d_re·A + d_im·C,
+/// y_im += −d_re·B + d_im·D; every scale times the column's block scale `db`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    y: &mut [__m256; 2],
+    us: &[u8; STAGE_BYTES],
+    ws: &[u8; STAGE_BYTES],
+    ud: &[__m256i; 8],
+    wd: &[__m256i; 8],
+    q: &[i8; 256],
+    neg: &[i16; 32],
+    db: f32,
+) {
+    // SAFETY: 32 i16 = 64 bytes; two 32-byte loads at 0 and 32.
+    let (neg_re, neg_im) = unsafe {
+        (
+            _mm256_loadu_si256(neg.as_ptr().cast()),
+            _mm256_loadu_si256(neg.as_ptr().add(16).cast()),
+        )
+    };
+    let [ua, ub, uc, udd] = sums(ud, q, neg_re, neg_im);
+    let [wa, wb, wc, wdd] = sums(wd, q, neg_re, neg_im);
+    // scales: [u.d_re, u.d_im, w.d_re, w.d_im] · db
+    let halves = _mm_setr_epi32(
+        i32::from_le_bytes([us[0], us[1], us[2], us[3]]),
+        i32::from_le_bytes([ws[0], ws[1], ws[2], ws[3]]),
+        0,
+        0,
+    );
+    let s = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(db)));
+    let bc = |i: i32| _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(i));
+    let (su_re, su_im, sw_re, sw_im) = (bc(0), bc(1), bc(2), bc(3));
+    let f = _mm256_cvtepi32_ps;
+    let [mut y_re, mut y_im] = *y;
+    y_re = _mm256_fmadd_ps(su_re, f(ua), y_re);
+    y_re = _mm256_fnmadd_ps(su_im, f(uc), y_re);
+    y_re = _mm256_fmadd_ps(sw_re, f(wa), y_re);
+    y_re = _mm256_fmadd_ps(sw_im, f(wc), y_re);
+    y_im = _mm256_fmadd_ps(su_re, f(ub), y_im);
+    y_im = _mm256_fmadd_ps(su_im, f(udd), y_im);
+    y_im = _mm256_fnmadd_ps(sw_re, f(wb), y_im);
+    y_im = _mm256_fmadd_ps(sw_im, f(wdd), y_im);
+    *y = [y_re, y_im];
 }
 
 /// See [`super::Kernel::pair_dot_q8`].
@@ -216,52 +257,56 @@ fn neg_sums(half: &[i8; 128]) -> __m256i {
 /// The CPU must support AVX2, FMA and F16C. Lengths are as checked by `Kernel::pair_dot_q8`
 /// (slices are only read through bounds-checked conversions, so wrong lengths panic, not UB).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn pair_dot_q8(u: &[u8], w: &[u8], stages: usize, x: super::q8::Q8Col<'_>) -> (f32, f32) {
+pub unsafe fn pair_dot_q8(
+    u: &[u8],
+    w: &[u8],
+    stages: usize,
+    x: super::q8::Q8Col<'_>,
+) -> (f32, f32) {
+    let mut out = [(0.0, 0.0)];
+    // SAFETY: same contract.
+    unsafe { pair_dot_q8_cols(u, w, stages, &[x], &mut out) };
+    out[0]
+}
+
+/// One output pair against up to [`MAX_COLS`] quantized columns: each stage record is decoded once
+/// and used for every column. `out[c]` = (y[j], y[j+n]) for column c.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C. Lengths are as checked by `Kernel::pair_dot_q8_cols`
+/// (slices are only read through bounds-checked conversions, so wrong lengths panic, not UB).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn pair_dot_q8_cols(
+    u: &[u8],
+    w: &[u8],
+    stages: usize,
+    cols: &[super::q8::Q8Col<'_>],
+    out: &mut [(f32, f32)],
+) {
+    assert!(
+        cols.len() <= MAX_COLS && out.len() == cols.len(),
+        "pair_dot_q8_cols: columns"
+    );
     let block_bytes = stages * STAGE_BYTES;
-    let mut y_re = _mm256_setzero_ps();
-    let mut y_im = _mm256_setzero_ps();
+    let z = _mm256_setzero_ps();
+    let mut acc = [[z, z]; MAX_COLS];
     let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
-    for ((ub, wb), (qb, &db)) in blocks.zip(x.q.chunks_exact(2 * QC).zip(x.d)) {
-        let q: &[i8; 256] = qb.try_into().expect("chunks_exact(256)");
-        let neg_re = neg_sums(q[..QC].try_into().expect("128"));
-        let neg_im = neg_sums(q[QC..].try_into().expect("128"));
-        let dv = _mm_set1_ps(db);
+    for (b, (ub, wb)) in blocks.enumerate() {
         for (us, ws) in ub
             .chunks_exact(STAGE_BYTES)
             .zip(wb.chunks_exact(STAGE_BYTES))
         {
-            let uq: &[u8; STAGE_BYTES] = us.try_into().expect("36-byte record");
-            let wq: &[u8; STAGE_BYTES] = ws.try_into().expect("36-byte record");
-            // SAFETY: bytes 4..36 of a 36-byte record.
-            let (ucodes, wcodes) = unsafe {
-                (
-                    _mm256_loadu_si256(uq.as_ptr().add(4).cast()),
-                    _mm256_loadu_si256(wq.as_ptr().add(4).cast()),
-                )
-            };
-            let ([ua, ub_, uc, ud], [wa, wb_, wc, wd]) =
-                stage_sums_q8(ucodes, wcodes, q, neg_re, neg_im);
-            // scales: [u.d_re, u.d_im, w.d_re, w.d_im] · d_block
-            let halves = _mm_setr_epi32(
-                i32::from_le_bytes([uq[0], uq[1], uq[2], uq[3]]),
-                i32::from_le_bytes([wq[0], wq[1], wq[2], wq[3]]),
-                0,
-                0,
-            );
-            let s = _mm_mul_ps(_mm_cvtph_ps(halves), dv);
-            let s = _mm256_castps128_ps256(s);
-            let bc = |i: i32| _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(i));
-            let (su_re, su_im, sw_re, sw_im) = (bc(0), bc(1), bc(2), bc(3));
-            let f = _mm256_cvtepi32_ps;
-            y_re = _mm256_fmadd_ps(su_re, f(ua), y_re);
-            y_re = _mm256_fnmadd_ps(su_im, f(uc), y_re);
-            y_re = _mm256_fmadd_ps(sw_re, f(wa), y_re);
-            y_re = _mm256_fmadd_ps(sw_im, f(wc), y_re);
-            y_im = _mm256_fmadd_ps(su_re, f(ub_), y_im);
-            y_im = _mm256_fmadd_ps(su_im, f(ud), y_im);
-            y_im = _mm256_fnmadd_ps(sw_re, f(wb_), y_im);
-            y_im = _mm256_fmadd_ps(sw_im, f(wd), y_im);
+            let us: &[u8; STAGE_BYTES] = us.try_into().expect("36-byte record");
+            let ws: &[u8; STAGE_BYTES] = ws.try_into().expect("36-byte record");
+            let (ud, wd) = (decode(us), decode(ws));
+            for (y, x) in acc.iter_mut().zip(cols) {
+                let q: &[i8; 256] = x.q[b * 2 * QC..][..2 * QC].try_into().expect("256");
+                let neg: &[i16; 32] = x.neg[b * 32..][..32].try_into().expect("32");
+                accumulate(y, us, ws, &ud, &wd, q, neg, x.d[b]);
+            }
         }
     }
-    (hsum(y_re), hsum(y_im))
+    for (o, [y_re, y_im]) in out.iter_mut().zip(acc) {
+        *o = (hsum(y_re), hsum(y_im));
+    }
 }

@@ -168,6 +168,7 @@ impl Kernel {
         assert!(
             (1..=4).contains(&stages)
                 && x.q.len() == blocks * QK
+                && x.neg.len() == blocks * 32
                 && u.len() == blocks * stages * STAGE_BYTES
                 && w.len() == u.len(),
             "pair_dot_q8: inconsistent lengths"
@@ -180,6 +181,55 @@ impl Kernel {
             Isa::Avx2 | Isa::Avx512 => unsafe { avx2::pair_dot_q8(u, w, stages, x) },
             #[cfg(not(target_arch = "x86_64"))]
             _ => q8::pair_dot(u, w, stages, x),
+        }
+    }
+
+    /// [`Kernel::pair_dot_q8`] for several columns: `out[c]` is the output pair for `cols[c]`.
+    /// SIMD kernels decode each weight record once for up to 16 columns.
+    ///
+    /// # Panics
+    /// If the lengths do not match each other (a caller bug, as for `pair_dot`).
+    pub fn pair_dot_q8_cols(
+        self,
+        u: &[u8],
+        w: &[u8],
+        stages: usize,
+        cols: &[q8::Q8Col<'_>],
+        out: &mut [(f32, f32)],
+    ) {
+        assert_eq!(
+            cols.len(),
+            out.len(),
+            "pair_dot_q8_cols: inconsistent lengths"
+        );
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512 => {
+                for (cs, os) in cols
+                    .chunks(avx2::MAX_COLS)
+                    .zip(out.chunks_mut(avx2::MAX_COLS))
+                {
+                    for x in cs {
+                        let blocks = x.d.len();
+                        assert!(
+                            (1..=4).contains(&stages)
+                                && x.q.len() == blocks * QK
+                                && x.neg.len() == blocks * 32
+                                && u.len() == blocks * stages * STAGE_BYTES
+                                && w.len() == u.len(),
+                            "pair_dot_q8_cols: inconsistent lengths"
+                        );
+                    }
+                    // SAFETY: a Kernel with isa Avx2 or Avx512 exists only when the CPU supports
+                    // AVX2, FMA and F16C; the lengths were checked above.
+                    unsafe { avx2::pair_dot_q8_cols(u, w, stages, cs, os) };
+                }
+            }
+            _ => {
+                for (x, o) in cols.iter().zip(out.iter_mut()) {
+                    *o = self.pair_dot_q8(u, w, stages, *x);
+                }
+            }
         }
     }
 }
