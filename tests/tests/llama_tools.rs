@@ -121,10 +121,19 @@ fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
     // Fallback tensors and the embedding in f32 too: the F2I file and its f32 twin then differ only in
     // the F2I tensors, whose products run in our backend in one and in llama.cpp's CPU backend (on
     // the dequantized weights) in the other.
+    // W4 with block scales: a usable model (PPL ~58 on this text), so that the int8 path's small
+    // deviations are measured on sane distributions rather than on a collapsed model's.
     let f2i = quantized(
         &m[0],
-        "f2i_w2",
-        &["--fallback", "f32", "--embd-type", "f32"],
+        "f2i_w4",
+        &[
+            "--scale-mode",
+            "block",
+            "--fallback",
+            "f32",
+            "--embd-type",
+            "f32",
+        ],
     );
     let twin = quantized(&f2i, "f32", &[]);
 
@@ -152,29 +161,37 @@ fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
         &wiki,
         [OsStr::new("--kl-divergence-base"), base.as_os_str()],
     );
-    let all = perplexity(
-        &e,
-        &f2i,
-        &wiki,
-        [
-            OsStr::new("--kl-divergence-base"),
-            base.as_os_str(),
-            OsStr::new("--kl-divergence"),
-        ],
-    );
-    assert_plugin_ran(&all);
-    let mean_kld = stat(&all, "Mean    KLD:").expect("no 'Mean KLD' in llama-perplexity output");
-    let same_top = stat(&all, "Same top p:").expect("no 'Same top p' in llama-perplexity output");
-    eprintln!("F2I vs f32 twin: mean KLD {mean_kld}, same top token {same_top} %");
-    // Measured: KLD 0.000000 ± 0.000001, same top token 100 %.
-    assert!(
-        mean_kld.abs() < 1e-4,
-        "mean KLD {mean_kld} too large: backend disagrees with llama.cpp's CPU"
-    );
-    assert!(
-        same_top > 99.5,
-        "top token agrees only {same_top} % of the time"
-    );
+    // The exact path (f32 activations) must reproduce the CPU's distributions; the default int8
+    // path (activations rounded to 8 bits, one step per 64 values; docs/backend.md §2.4) must stay
+    // close. Measured: exact KLD 0.000001, same top 100 %; int8 KLD 0.0031, same top 96.7 %.
+    for (vars, max_kld, min_top) in [
+        (&[("FAIRY2I_EXACT", "1")][..], 1e-4, 99.5),
+        (&[][..], 1e-2, 93.0),
+    ] {
+        let all = perplexity_env(
+            &e,
+            &f2i,
+            &wiki,
+            [
+                OsStr::new("--kl-divergence-base"),
+                base.as_os_str(),
+                OsStr::new("--kl-divergence"),
+            ],
+            vars,
+        );
+        assert_plugin_ran(&all);
+        let mean_kld = stat(&all, "Mean    KLD:").expect("no 'Mean KLD' in llama-perplexity output");
+        let same_top = stat(&all, "Same top p:").expect("no 'Same top p' in llama-perplexity output");
+        eprintln!("F2I {vars:?} vs f32 twin: mean KLD {mean_kld}, same top token {same_top} %");
+        assert!(
+            mean_kld.abs() < max_kld,
+            "{vars:?}: mean KLD {mean_kld} too large: backend disagrees with llama.cpp's CPU"
+        );
+        assert!(
+            same_top > min_top,
+            "{vars:?}: top token agrees only {same_top} % of the time"
+        );
+    }
 }
 
 /// Parses the first number after `label` in llama-perplexity's KLD report (e.g. `Mean    KLD:   0.001 ± …`).
@@ -194,8 +211,24 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    perplexity_env(e, model, text, extra, &[])
+}
+
+/// [`perplexity`] with extra environment variables (e.g. `FAIRY2I_EXACT=1`).
+fn perplexity_env<I, S>(
+    e: &Env,
+    model: &Path,
+    text: &Path,
+    extra: I,
+    vars: &[(&str, &str)],
+) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let r = run(
         tool(e, "llama-perplexity")
+            .envs(vars.iter().copied())
             .arg("-m")
             .arg(model)
             .arg("-f")

@@ -174,11 +174,18 @@ fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
 
 /// Integer sums `[A, B, C, D]` (see [`super`]) of one decoded stage record over one block of a
 /// quantized column, as eight 32-bit lanes each. `maddubs` multiplies the unsigned a+1 / b+1 by the
-/// int8 activations; the 16-bit accumulators start at −Σq (`neg_re`, `neg_im`, precomputed per
-/// block by `Q8Cols`), which cancels the +1.
+/// int8 activations; `madd` with the group factor m_g (a power of two) pairs the 16-bit sums into
+/// 32-bit lanes at the block's common step; the accumulators start at −Σ m_g·q (`neg_re`,
+/// `neg_im`, precomputed per block by `Q8Cols`), which cancels the +1.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn sums(dec: &[__m256i; 8], q: &[i8; 256], neg_re: __m256i, neg_im: __m256i) -> [__m256i; 4] {
+fn sums(
+    dec: &[__m256i; 8],
+    q: &[i8; 256],
+    mul: &[__m256i; 4],
+    neg_re: __m256i,
+    neg_im: __m256i,
+) -> [__m256i; 4] {
     let (mut a, mut b, mut c, mut d) = (neg_re, neg_im, neg_im, neg_re);
     for g in 0..4 {
         // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the 256-byte block.
@@ -188,54 +195,74 @@ fn sums(dec: &[__m256i; 8], q: &[i8; 256], neg_re: __m256i, neg_im: __m256i) -> 
                 _mm256_loadu_si256(q.as_ptr().add(128 + 32 * g).cast()),
             )
         };
-        let (wr, wi) = (dec[2 * g], dec[2 * g + 1]);
-        a = _mm256_add_epi16(a, _mm256_maddubs_epi16(wr, xr));
-        b = _mm256_add_epi16(b, _mm256_maddubs_epi16(wr, xi));
-        c = _mm256_add_epi16(c, _mm256_maddubs_epi16(wi, xi));
-        d = _mm256_add_epi16(d, _mm256_maddubs_epi16(wi, xr));
+        let (wr, wi, m) = (dec[2 * g], dec[2 * g + 1], mul[g]);
+        a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(wr, xr), m));
+        b = _mm256_add_epi32(b, _mm256_madd_epi16(_mm256_maddubs_epi16(wr, xi), m));
+        c = _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(wi, xi), m));
+        d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(wi, xr), m));
     }
-    let ones = _mm256_set1_epi16(1);
-    [
-        _mm256_madd_epi16(a, ones),
-        _mm256_madd_epi16(b, ones),
-        _mm256_madd_epi16(c, ones),
-        _mm256_madd_epi16(d, ones),
-    ]
+    [a, b, c, d]
+}
+
+/// One block of one quantized column, as [`accumulate`] reads it.
+struct ColBlock<'a> {
+    q: &'a [i8; 256],
+    mul: [__m256i; 4],
+    neg_re: __m256i,
+    neg_im: __m256i,
+    d: f32,
+}
+
+/// Block `b` of column `x`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn col_block<'a>(x: &super::q8::Q8Col<'a>, b: usize) -> ColBlock<'a> {
+    let neg: &[i32; 16] = x.neg[b * 16..][..16].try_into().expect("16");
+    let mul: &[i16; 4] = x.mul[b * 4..][..4].try_into().expect("4");
+    // SAFETY: 16 i32 = 64 bytes; two 32-byte loads at 0 and 32.
+    let (neg_re, neg_im) = unsafe {
+        (
+            _mm256_loadu_si256(neg.as_ptr().cast()),
+            _mm256_loadu_si256(neg.as_ptr().add(8).cast()),
+        )
+    };
+    ColBlock {
+        q: x.q[b * 2 * QC..][..2 * QC].try_into().expect("256"),
+        mul: [
+            _mm256_set1_epi16(mul[0]),
+            _mm256_set1_epi16(mul[1]),
+            _mm256_set1_epi16(mul[2]),
+            _mm256_set1_epi16(mul[3]),
+        ],
+        neg_re,
+        neg_im,
+        d: x.d[b],
+    }
 }
 
 /// Adds one stage of one block of an output pair to the accumulators `y = [y_re, y_im]`:
 /// U row: y_re += d_re·A − d_im·C, y_im += d_re·B + d_im·D; W row: y_re += d_re·A + d_im·C,
-/// y_im += −d_re·B + d_im·D; every scale times the column's block scale `db`.
+/// y_im += −d_re·B + d_im·D; every scale times the column block's unit step.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
 fn accumulate(
     y: &mut [__m256; 2],
     us: &[u8; STAGE_BYTES],
     ws: &[u8; STAGE_BYTES],
     ud: &[__m256i; 8],
     wd: &[__m256i; 8],
-    q: &[i8; 256],
-    neg: &[i16; 32],
-    db: f32,
+    x: &ColBlock<'_>,
 ) {
-    // SAFETY: 32 i16 = 64 bytes; two 32-byte loads at 0 and 32.
-    let (neg_re, neg_im) = unsafe {
-        (
-            _mm256_loadu_si256(neg.as_ptr().cast()),
-            _mm256_loadu_si256(neg.as_ptr().add(16).cast()),
-        )
-    };
-    let [ua, ub, uc, udd] = sums(ud, q, neg_re, neg_im);
-    let [wa, wb, wc, wdd] = sums(wd, q, neg_re, neg_im);
-    // scales: [u.d_re, u.d_im, w.d_re, w.d_im] · db
+    let [ua, ub, uc, udd] = sums(ud, x.q, &x.mul, x.neg_re, x.neg_im);
+    let [wa, wb, wc, wdd] = sums(wd, x.q, &x.mul, x.neg_re, x.neg_im);
+    // scales: [u.d_re, u.d_im, w.d_re, w.d_im] · step
     let halves = _mm_setr_epi32(
         i32::from_le_bytes([us[0], us[1], us[2], us[3]]),
         i32::from_le_bytes([ws[0], ws[1], ws[2], ws[3]]),
         0,
         0,
     );
-    let s = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(db)));
+    let s = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(x.d)));
     let bc = |i: i32| _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(i));
     let (su_re, su_im, sw_re, sw_im) = (bc(0), bc(1), bc(2), bc(3));
     let f = _mm256_cvtepi32_ps;
@@ -292,6 +319,10 @@ pub unsafe fn pair_dot_q8_cols(
     let mut acc = [[z, z]; MAX_COLS];
     let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
     for (b, (ub, wb)) in blocks.enumerate() {
+        let mut xb: [Option<ColBlock<'_>>; MAX_COLS] = Default::default();
+        for (slot, x) in xb.iter_mut().zip(cols) {
+            *slot = Some(col_block(x, b));
+        }
         for (us, ws) in ub
             .chunks_exact(STAGE_BYTES)
             .zip(wb.chunks_exact(STAGE_BYTES))
@@ -299,10 +330,8 @@ pub unsafe fn pair_dot_q8_cols(
             let us: &[u8; STAGE_BYTES] = us.try_into().expect("36-byte record");
             let ws: &[u8; STAGE_BYTES] = ws.try_into().expect("36-byte record");
             let (ud, wd) = (decode(us), decode(ws));
-            for (y, x) in acc.iter_mut().zip(cols) {
-                let q: &[i8; 256] = x.q[b * 2 * QC..][..2 * QC].try_into().expect("256");
-                let neg: &[i16; 32] = x.neg[b * 32..][..32].try_into().expect("32");
-                accumulate(y, us, ws, &ud, &wd, q, neg, x.d[b]);
+            for (y, x) in acc.iter_mut().zip(xb.iter().flatten()) {
+                accumulate(y, us, ws, &ud, &wd, x);
             }
         }
     }

@@ -168,7 +168,8 @@ impl Kernel {
         assert!(
             (1..=4).contains(&stages)
                 && x.q.len() == blocks * QK
-                && x.neg.len() == blocks * 32
+                && x.neg.len() == blocks * 16
+                && x.mul.len() == blocks * 4
                 && u.len() == blocks * stages * STAGE_BYTES
                 && w.len() == u.len(),
             "pair_dot_q8: inconsistent lengths"
@@ -214,7 +215,8 @@ impl Kernel {
                         assert!(
                             (1..=4).contains(&stages)
                                 && x.q.len() == blocks * QK
-                                && x.neg.len() == blocks * 32
+                                && x.neg.len() == blocks * 16
+                                && x.mul.len() == blocks * 4
                                 && u.len() == blocks * stages * STAGE_BYTES
                                 && w.len() == u.len(),
                             "pair_dot_q8_cols: inconsistent lengths"

@@ -1,27 +1,37 @@
-//! The int8-activation path (docs/backend.md §2.4): activations quantized once per product to int8 with
-//! one f32 scale per block (the 128 real parts and 128 imaginary parts a weight block meets), then
-//! integer sums of ±q inside a block. Still no multiplications by weights: a code only selects and
-//! negates. The scalar code here is the reference the SIMD versions are tested against.
+//! The int8-activation path (docs/backend.md §2.4): activations quantized once per product to int8,
+//! then integer sums of ±q inside a block. Still no multiplications by weights: a code only selects
+//! and negates. The scalar code here is the reference the SIMD versions are tested against.
 //!
-//! Error bound (tested in `tests::q8_error_is_within_the_bound`): with `x = s·q + δ`, `|δ| ≤ s/2`
-//! per element, an output differs from the exact product by at most
-//! `Σ_blocks s_b/2 · Σ_stages Σ_rows (n_re·|d_re| + n_im·|d_im|)` plus f32 rounding, where `n_re`
-//! and `n_im` count the entries of the record on each axis.
+//! Scales: a block (the 128 real and 128 imaginary parts a weight block meets) has an f32 unit `d`;
+//! each of its four groups g (real and imaginary parts 32g..32g+32) has the scale `d·m_g` with
+//! `m_g = 2^(7−k_g) ∈ {1, 2, …, 128}`, k_g the largest k ≤ 7 with max|x_g| ≤ max|x_block|·2^−k. So a
+//! group without the block's outliers keeps up to 7 more bits of resolution (LLM activations have a
+//! few huge channels; one scale per 256 values rounded everything else in such a block to 0), and
+//! the group factors stay integers that the kernels apply to the 16-bit sums with one `madd`.
+//!
+//! Error bound (tested in `tests::q8_error_is_within_the_bound`): with `x = d·m_g·q + δ`,
+//! `|δ| ≤ d·m_g/2` per element, an output differs from the exact product by at most
+//! `Σ_blocks Σ_groups d·m_g/2 · Σ_stages Σ_rows (n_re·|d_re| + n_im·|d_im|)` plus f32 rounding, where
+//! `n_re` and `n_im` count the group's entries on each axis.
 
 use super::{stage_scales, QC, QK, STAGE_BYTES};
 
 /// Largest quantized magnitude.
 const QMAX: f32 = 127.0;
+/// Most doublings of resolution a group gets over its block (m_g ≤ 2^MAX_SHIFT).
+const MAX_SHIFT: i32 = 7;
 
 /// Quantized activation columns: per column `k` int8 values, per block of 128 complex entries the
-/// 128 real parts then the 128 imaginary parts, and one scale per block.
+/// 128 real parts then the 128 imaginary parts; per block a unit scale, four group factors and the
+/// offsets the SIMD kernels start from.
 #[derive(Debug, Default)]
 pub struct Q8Cols {
     /// Real inputs per column.
     k: usize,
     q: Vec<i8>,
     d: Vec<f32>,
-    neg: Vec<i16>,
+    mul: Vec<i16>,
+    neg: Vec<i32>,
 }
 
 /// One quantized column, as the kernels read it.
@@ -29,68 +39,94 @@ pub struct Q8Cols {
 pub struct Q8Col<'a> {
     /// `k` values: block b holds q_re[128b..128b+128) then q_im[128b..128b+128).
     pub q: &'a [i8],
-    /// One scale per block.
+    /// One unit scale per block.
     pub d: &'a [f32],
-    /// Per block 32 values: lane l < 16 is −Σ_g (q_re[32g+2l] + q_re[32g+2l+1]) over the groups
-    /// g = 0..3, lane 16 + l the same of q_im (the lane sums the SIMD kernels' offset needs).
-    pub neg: &'a [i16],
+    /// Four group factors m_g per block.
+    pub mul: &'a [i16],
+    /// Per block 16 values: lane l < 8 is −Σ_g m_g·Σ_{j<4} q_re[32g+4l+j], lane 8 + l the same of
+    /// q_im (the per-lane offsets the SIMD kernels start from; see avx2.rs).
+    pub neg: &'a [i32],
 }
 
 impl Q8Cols {
     /// Quantizes columns of `k` floats (x_re = x[0..k/2), x_im = x[k/2..k)); `k % 256 == 0`.
-    /// A block whose largest magnitude is not finite gets a NaN scale, so the products it feeds
-    /// come out NaN, as the exact path's would.
+    /// A block with a non-finite value gets a NaN scale, so the products it feeds come out NaN, as
+    /// the exact path's would.
     pub fn quantize(cols: &[&[f32]], k: usize) -> Q8Cols {
         assert!(k.is_multiple_of(QK), "q8: k must be a multiple of 256");
         let (m, blocks) = (k / 2, k / QK);
-        let mut q = vec![0i8; k * cols.len()];
-        let mut d = vec![0.0f32; blocks * cols.len()];
-        let mut neg = vec![0i16; 32 * blocks * cols.len()];
-        for ((x, qc), dc) in cols
-            .iter()
-            .zip(q.chunks_exact_mut(k))
-            .zip(d.chunks_exact_mut(blocks))
-        {
+        let n = blocks * cols.len();
+        let mut out = Q8Cols {
+            k,
+            q: vec![0i8; k * cols.len()],
+            d: vec![0.0f32; n],
+            mul: vec![1i16; 4 * n],
+            neg: vec![0i32; 16 * n],
+        };
+        let mut b_all = 0;
+        for (x, qc) in cols.iter().zip(out.q.chunks_exact_mut(k)) {
             assert_eq!(x.len(), k, "q8: column length");
             let (x_re, x_im) = x.split_at(m);
-            for (b, (qb, db)) in qc.chunks_exact_mut(QK).zip(dc.iter_mut()).enumerate() {
+            for (b, qb) in qc.chunks_exact_mut(QK).enumerate() {
                 let xr = &x_re[b * QC..][..QC];
                 let xi = &x_im[b * QC..][..QC];
-                let amax = xr.iter().chain(xi).fold(0.0f32, |a, v| a.max(v.abs()));
+                let group_max: [f32; 4] = std::array::from_fn(|g| {
+                    let (r, i) = (&xr[32 * g..][..32], &xi[32 * g..][..32]);
+                    r.iter().chain(i).fold(0.0f32, |a, v| a.max(v.abs()))
+                });
+                let amax = group_max.iter().fold(0.0f32, |a, &v| a.max(v));
                 let has_nan = xr.iter().chain(xi).any(|v| v.is_nan());
+                let bi = b_all + b;
                 if !amax.is_finite() || has_nan {
-                    *db = f32::NAN;
-                    qb.fill(0);
+                    out.d[bi] = f32::NAN;
                     continue;
                 }
                 if amax == 0.0 {
-                    *db = 0.0;
-                    qb.fill(0);
                     continue;
                 }
-                let scale = amax / QMAX;
-                let inv = QMAX / amax;
-                *db = scale;
+                let unit = amax / QMAX / (1 << MAX_SHIFT) as f32;
+                out.d[bi] = unit;
                 let (qr, qi) = qb.split_at_mut(QC);
-                for (dst, src) in qr.iter_mut().zip(xr).chain(qi.iter_mut().zip(xi)) {
-                    // |src·inv| ≤ 127 up to rounding; the clamp keeps the cast in range
-                    *dst = (src * inv).round().clamp(-QMAX, QMAX) as i8;
+                for g in 0..4 {
+                    // largest k ≤ 7 with group_max ≤ amax·2^−k (powers of two scale exactly)
+                    let shift = (0..=MAX_SHIFT)
+                        .rev()
+                        .find(|&sh| group_max[g] <= amax / (1u32 << sh) as f32)
+                        .unwrap_or(0);
+                    let mul = 1i16 << (MAX_SHIFT - shift);
+                    out.mul[4 * bi + g] = mul;
+                    let inv = 1.0 / (unit * f32::from(mul));
+                    let (qr, qi) = (&mut qr[32 * g..][..32], &mut qi[32 * g..][..32]);
+                    let (xr, xi) = (&xr[32 * g..][..32], &xi[32 * g..][..32]);
+                    for (dst, src) in qr.iter_mut().zip(xr).chain(qi.iter_mut().zip(xi)) {
+                        // |src·inv| ≤ 127 up to rounding; the clamp keeps the cast in range
+                        *dst = (src * inv).round().clamp(-QMAX, QMAX) as i8;
+                    }
                 }
             }
+            b_all += blocks;
         }
-        for (qb, nb) in q.chunks_exact(QK).zip(neg.chunks_exact_mut(32)) {
-            for (half, lanes) in qb.chunks_exact(QC).zip(nb.chunks_exact_mut(16)) {
+        for ((qb, nb), mb) in out
+            .q
+            .chunks_exact(QK)
+            .zip(out.neg.chunks_exact_mut(16))
+            .zip(out.mul.chunks_exact(4))
+        {
+            for (half, lanes) in qb.chunks_exact(QC).zip(nb.chunks_exact_mut(8)) {
                 for (l, lane) in lanes.iter_mut().enumerate() {
-                    let s: i16 = (0..4)
+                    *lane = -(0..4)
                         .map(|g| {
-                            i16::from(half[32 * g + 2 * l]) + i16::from(half[32 * g + 2 * l + 1])
+                            i32::from(mb[g])
+                                * half[32 * g + 4 * l..][..4]
+                                    .iter()
+                                    .map(|&v| i32::from(v))
+                                    .sum::<i32>()
                         })
-                        .sum();
-                    *lane = -s;
+                        .sum::<i32>();
                 }
             }
         }
-        Q8Cols { k, q, d, neg }
+        out
     }
 
     /// Number of columns.
@@ -109,7 +145,8 @@ impl Q8Cols {
         Q8Col {
             q: &self.q[c * self.k..][..self.k],
             d: &self.d[c * blocks..][..blocks],
-            neg: &self.neg[c * 32 * blocks..][..32 * blocks],
+            mul: &self.mul[c * 4 * blocks..][..4 * blocks],
+            neg: &self.neg[c * 16 * blocks..][..16 * blocks],
         }
     }
 }
@@ -121,15 +158,17 @@ impl Q8Cols {
 /// mask that routes the signed value into the imaginary-axis sums; real-axis sums are total −
 /// imaginary. The loop over 32 lanes vectorises with baseline SSE2.
 #[inline]
-fn stage_sums(codes: &[u8], q_re: &[i8], q_im: &[i8]) -> [i32; 4] {
+fn stage_sums(codes: &[u8], q_re: &[i8], q_im: &[i8], mul: &[i16]) -> [i32; 4] {
     let (mut t_r, mut t_i, mut i_r, mut i_i) = ([0i32; 32], [0i32; 32], [0i32; 32], [0i32; 32]);
     for (g, (qr, qi)) in q_re.chunks_exact(32).zip(q_im.chunks_exact(32)).enumerate() {
+        let mg = i32::from(mul[g]);
         for l in 0..32 {
             let code = i32::from(codes[l] >> (2 * g));
             let neg = -((code >> 1) & 1);
             let imag = -(code & 1);
-            let sr = (i32::from(qr[l]) ^ neg) - neg;
-            let si = (i32::from(qi[l]) ^ neg) - neg;
+            // the group factor is a power of two: a shift, not a product
+            let sr = ((i32::from(qr[l]) ^ neg) - neg) * mg;
+            let si = ((i32::from(qi[l]) ^ neg) - neg) * mg;
             t_r[l] += sr;
             t_i[l] += si;
             i_r[l] += sr & imag;
@@ -146,16 +185,17 @@ pub fn pair_dot(u: &[u8], w: &[u8], stages: usize, x: Q8Col<'_>) -> (f32, f32) {
     let block_bytes = stages * STAGE_BYTES;
     let (mut y_re, mut y_im) = (0.0f32, 0.0f32);
     let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
-    for ((ub, wb), (qb, &db)) in blocks.zip(x.q.chunks_exact(QK).zip(x.d)) {
+    let cols = x.q.chunks_exact(QK).zip(x.d).zip(x.mul.chunks_exact(4));
+    for ((ub, wb), ((qb, &db), mul)) in blocks.zip(cols) {
         let (q_re, q_im) = qb.split_at(QC);
         for (us, ws) in ub
             .chunks_exact(STAGE_BYTES)
             .zip(wb.chunks_exact(STAGE_BYTES))
         {
             let (ud_re, ud_im) = stage_scales(us);
-            let [ua, ub_, uc, ud] = stage_sums(&us[4..], q_re, q_im).map(|v| v as f32);
+            let [ua, ub_, uc, ud] = stage_sums(&us[4..], q_re, q_im, mul).map(|v| v as f32);
             let (wd_re, wd_im) = stage_scales(ws);
-            let [wa, wb_, wc, wd] = stage_sums(&ws[4..], q_re, q_im).map(|v| v as f32);
+            let [wa, wb_, wc, wd] = stage_sums(&ws[4..], q_re, q_im, mul).map(|v| v as f32);
             let (ur, ui, wr, wi) = (db * ud_re, db * ud_im, db * wd_re, db * wd_im);
             y_re += ur * ua - ui * uc + wr * wa + wi * wc;
             y_im += ur * ub_ + ui * ud - wr * wb_ + wi * wd;
@@ -170,20 +210,24 @@ mod tests {
     use super::super::Kernel;
     use super::*;
 
-    /// The bound of the module docs for output pair j: Σ_b s_b/2 · Σ_stages Σ_rows Σ_e |d_axis(e)|.
-    fn bound(u: &[u8], w: &[u8], stages: usize, d: &[f32]) -> f64 {
+    /// The bound of the module docs for output pair j:
+    /// Σ_b Σ_g d_b·m_g/2 · Σ_stages Σ_rows Σ_{e in g} |d_axis(e)|.
+    fn bound(u: &[u8], w: &[u8], stages: usize, x: Q8Col<'_>) -> f64 {
         let block_bytes = stages * STAGE_BYTES;
         let mut total = 0.0f64;
         for row in [u, w] {
-            for (blk, &s) in row.chunks_exact(block_bytes).zip(d) {
+            for (b, blk) in row.chunks_exact(block_bytes).enumerate() {
                 for rec in blk.chunks_exact(STAGE_BYTES) {
                     let (d_re, d_im) = stage_scales(rec);
-                    let imag = (0..QC)
-                        .filter(|e| (rec[4 + e % 32] >> (2 * (e / 32))) & 1 == 1)
-                        .count() as f64;
-                    total += f64::from(s) / 2.0
-                        * ((QC as f64 - imag) * f64::from(d_re.abs())
-                            + imag * f64::from(d_im.abs()));
+                    for g in 0..4 {
+                        let step = f64::from(x.d[b]) * f64::from(x.mul[4 * b + g]);
+                        let imag = (32 * g..32 * g + 32)
+                            .filter(|e| (rec[4 + e % 32] >> (2 * (e / 32))) & 1 == 1)
+                            .count() as f64;
+                        total += step / 2.0
+                            * ((32.0 - imag) * f64::from(d_re.abs())
+                                + imag * f64::from(d_im.abs()));
+                    }
                 }
             }
         }
@@ -210,7 +254,7 @@ mod tests {
                         let u = &data[j * row_bytes..][..row_bytes];
                         let w = &data[(n + j) * row_bytes..][..row_bytes];
                         let (re, im) = kernel.pair_dot_q8(u, w, stages, q.col(0));
-                        let tol = bound(u, w, stages, q.col(0).d) * 1.0001 + 1e-6;
+                        let tol = bound(u, w, stages, q.col(0)) * 1.0001 + 1e-6;
                         for (got, want) in [(re, want[j]), (im, want[n + j])] {
                             assert!(
                                 (f64::from(got) - want).abs() <= tol,
@@ -236,7 +280,7 @@ mod tests {
                 let q = Q8Cols::quantize(&[&x], k);
                 let (u, w) = data.split_at(data.len() / 2);
                 let want = pair_dot(u, w, stages, q.col(0));
-                let scale = bound(u, w, stages, q.col(0).d) as f32 * 254.0;
+                let scale = bound(u, w, stages, q.col(0)) as f32 * 254.0;
                 for kernel in Kernel::available() {
                     let got = kernel.pair_dot_q8(u, w, stages, q.col(0));
                     assert!(
@@ -285,7 +329,10 @@ mod tests {
         x[200] = 1.0; // block 1 of x_re
         let q = Q8Cols::quantize(&[&x], k);
         assert!(q.col(0).d[0].is_nan());
-        assert_eq!(q.col(0).d[1], 1.0 / 127.0);
+        assert_eq!(q.col(0).d[1], 1.0 / 127.0 / 128.0);
+        // x_re[200] is entry 72 of block 1: group 2 holds the block maximum (factor 128), the
+        // empty groups get the finest step (factor 1)
+        assert_eq!(q.col(0).mul[4..8], [1, 1, 128, 1]);
         assert_eq!(q.col(0).q[QK + 200 - QC], 127);
         let zero = Q8Cols::quantize(&[&vec![0.0f32; k]], k);
         assert_eq!(zero.col(0).d, &[0.0, 0.0]);
