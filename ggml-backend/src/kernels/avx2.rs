@@ -319,10 +319,6 @@ pub unsafe fn pair_dot_q8_cols(
     let mut acc = [[z, z]; MAX_COLS];
     let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
     for (b, (ub, wb)) in blocks.enumerate() {
-        let mut xb: [Option<ColBlock<'_>>; MAX_COLS] = Default::default();
-        for (slot, x) in xb.iter_mut().zip(cols) {
-            *slot = Some(col_block(x, b));
-        }
         for (us, ws) in ub
             .chunks_exact(STAGE_BYTES)
             .zip(wb.chunks_exact(STAGE_BYTES))
@@ -330,8 +326,8 @@ pub unsafe fn pair_dot_q8_cols(
             let us: &[u8; STAGE_BYTES] = us.try_into().expect("36-byte record");
             let ws: &[u8; STAGE_BYTES] = ws.try_into().expect("36-byte record");
             let (ud, wd) = (decode(us), decode(ws));
-            for (y, x) in acc.iter_mut().zip(xb.iter().flatten()) {
-                accumulate(y, us, ws, &ud, &wd, x);
+            for (y, x) in acc.iter_mut().zip(cols) {
+                accumulate(y, us, ws, &ud, &wd, &col_block(x, b));
             }
         }
     }
