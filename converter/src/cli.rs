@@ -119,6 +119,9 @@ pub enum ScaleModeArg {
     /// Least-squares scales per block and stage (same format, much lower error).
     #[value(name = "block")]
     Block,
+    /// Block, then all stages of each block refined jointly (codes and scales; lowest error, slower).
+    #[value(name = "joint")]
+    Joint,
 }
 
 impl ScaleModeArg {
@@ -127,6 +130,7 @@ impl ScaleModeArg {
         match self {
             ScaleModeArg::Tensor => fairy2i_format::f2i::ScaleMode::Tensor,
             ScaleModeArg::Block => fairy2i_format::f2i::ScaleMode::Block,
+            ScaleModeArg::Joint => fairy2i_format::f2i::ScaleMode::Joint,
         }
     }
 }
@@ -146,6 +150,10 @@ pub struct QuantFlags {
     /// How F2I scales are chosen.
     #[arg(long, value_enum, default_value = "tensor")]
     pub scale_mode: ScaleModeArg,
+    /// llama.cpp importance matrix (GGUF or legacy .dat from llama-imatrix, same tensor names as the
+    /// output): block and joint modes minimise the error weighted by it. Needs --scale-mode block|joint.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,

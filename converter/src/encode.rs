@@ -53,18 +53,20 @@ impl Rows<'_> {
 
 /// F2I settings.
 #[derive(Debug, Clone, Copy)]
-pub struct F2iSettings {
+pub struct F2iSettings<'a> {
     /// Scale mode.
     pub mode: ScaleMode,
     /// Emulate the official code's bf16 rounding (bf16 sources).
     pub bf16_rounding: bool,
+    /// Importance per input column (length ne0), from an imatrix.
+    pub importance: Option<&'a [f32]>,
 }
 
 /// Encodes `rows` as a tensor of type `ty`.
 pub fn encode(
     rows: &Rows<'_>,
     ty: GgmlType,
-    f2i_settings: F2iSettings,
+    f2i_settings: F2iSettings<'_>,
 ) -> fairy2i_format::Result<Vec<u8>> {
     if let Some(stages) = ty.f2i_stages() {
         let w = rows.to_f32();
@@ -72,7 +74,7 @@ pub fn encode(
             stages,
             mode: f2i_settings.mode,
             bf16_rounding: f2i_settings.bf16_rounding,
-            importance: None,
+            importance: f2i_settings.importance,
         };
         return f2i::quantize_tensor(&w, rows.ne0, rows.n_rows, &opts);
     }
@@ -147,6 +149,7 @@ mod tests {
         let settings = F2iSettings {
             mode: ScaleMode::Tensor,
             bf16_rounding: true,
+            importance: None,
         };
         let f32s = encode(&rows, GgmlType::F32, settings).unwrap();
         let vals: Vec<f32> = f32s

@@ -9,6 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong turning user input into a file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Command-line flags that do not go together.
+    #[error("{0}")]
+    Usage(String),
     /// An I/O error on a named file.
     #[error("{}: {source}", path.display())]
     Io {

@@ -7,6 +7,7 @@ mod cmd;
 mod encode;
 mod error;
 mod hf;
+mod imatrix;
 mod plan;
 mod report;
 

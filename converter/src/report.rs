@@ -76,6 +76,8 @@ pub struct Summary {
     per_type: BTreeMap<GgmlType, (usize, u64, u64)>,
     /// Fallbacks, in file order.
     pub fallbacks: Vec<Fallback>,
+    /// The imatrix file given, F2I tensors weighted by it, and F2I tensors it has no entry for.
+    pub imatrix: Option<(String, usize, Vec<String>)>,
     start: Instant,
     input_bytes: u64,
 }
@@ -86,6 +88,7 @@ impl Summary {
         Summary {
             per_type: BTreeMap::new(),
             fallbacks: Vec::new(),
+            imatrix: None,
             start: Instant::now(),
             input_bytes: 0,
         }
@@ -138,6 +141,20 @@ impl Summary {
                     "  {:<32} {} instead of {}: {}",
                     f.name, f.used, f.wanted, f.reason
                 );
+            }
+        }
+        if let Some((file, used, missing)) = &self.imatrix {
+            let _ = writeln!(
+                s,
+                "imatrix {file}: {used} F2I tensors weighted, {} without an entry (unweighted){}",
+                missing.len(),
+                if missing.is_empty() { "" } else { ":" }
+            );
+            for name in missing.iter().take(8) {
+                let _ = writeln!(s, "  {name}");
+            }
+            if missing.len() > 8 {
+                let _ = writeln!(s, "  … and {} more", missing.len() - 8);
             }
         }
         let mbs = self.input_bytes as f64 / 1e6 / secs.max(1e-9);

@@ -283,3 +283,123 @@ fn odd_head_counts_fall_back_and_tied_embeddings_get_an_output() {
     let e = rel_err(&f32s(&g, "output.weight"), &f32s(&g, "token_embd.weight"));
     assert!(e < 0.5, "relative error {e}");
 }
+
+/// A legacy llama.cpp `.dat` imatrix (documented layout) with the given entries and ncall 1.
+fn legacy_imatrix(path: &Path, entries: &[(&str, Vec<f32>)]) {
+    let mut b = (entries.len() as i32).to_le_bytes().to_vec();
+    for (name, vals) in entries {
+        b.extend((name.len() as i32).to_le_bytes());
+        b.extend(name.as_bytes());
+        b.extend(1i32.to_le_bytes());
+        b.extend((vals.len() as i32).to_le_bytes());
+        for v in vals {
+            b.extend(v.to_le_bytes());
+        }
+    }
+    std::fs::write(path, b).expect("write imatrix");
+}
+
+#[test]
+fn imatrix_weights_the_named_tensors_and_bad_ones_are_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("synth-llama");
+    synthetic(&model, "LlamaForCausalLM", 4, 2, false);
+    let f32_gguf = tmp.path().join("a.f32.gguf");
+    fairy2i(
+        &["convert", "--no-tokenizer", "--type", "f32", "-o"],
+        &[&f32_gguf, &model],
+    );
+    let imat = tmp.path().join("imat.dat");
+    let skewed: Vec<f32> = (0..256)
+        .map(|c| if c % 5 == 0 { 50.0 } else { 1.0 })
+        .collect();
+    legacy_imatrix(&imat, &[("blk.0.attn_q.weight", skewed)]);
+    let run = |args: &[&str], out: &Path| {
+        let o = common::bin()
+            .arg("quantize")
+            .args(args)
+            .arg(&f32_gguf)
+            .arg(out)
+            .output()
+            .expect("runs");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let plain = tmp.path().join("plain.gguf");
+    let weighted = tmp.path().join("weighted.gguf");
+    let imat_s = imat.to_str().expect("utf-8 path");
+    let (ok, err) = run(&["--type", "f2i_w2", "--scale-mode", "joint"], &plain);
+    assert!(ok, "{err}");
+    let (ok, err) = run(
+        &[
+            "--type",
+            "f2i_w2",
+            "--scale-mode",
+            "joint",
+            "--imatrix",
+            imat_s,
+        ],
+        &weighted,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("1 F2I tensors weighted") && err.contains("without an entry"),
+        "{err}"
+    );
+    let p = MappedGguf::open(&plain).expect("plain");
+    let p = p.parse().expect("plain");
+    let w = MappedGguf::open(&weighted).expect("weighted");
+    let w = w.parse().expect("weighted");
+    assert_eq!(w.metadata.get_str("fairy2i.imatrix"), Some("imat.dat"));
+    assert_eq!(w.metadata.get_str("fairy2i.scale_mode"), Some("joint"));
+    assert_eq!(p.metadata.get_str("fairy2i.imatrix"), None);
+    for (x, y) in p.tensors.iter().zip(&w.tensors) {
+        let same = p.tensor_data(x) == w.tensor_data(y);
+        // Only the tensor with an entry changes.
+        assert_eq!(same, x.name != "blk.0.attn_q.weight", "{}", x.name);
+    }
+    // --imatrix with the paper-exact mode, a wrong length, a truncated file: clear errors.
+    let out = tmp.path().join("x.gguf");
+    let (ok, err) = run(&["--type", "f2i_w2", "--imatrix", imat_s], &out);
+    assert!(
+        !ok && err.contains("--imatrix needs --scale-mode block or joint"),
+        "{err}"
+    );
+    legacy_imatrix(&imat, &[("blk.0.attn_q.weight", vec![1.0; 100])]);
+    let (ok, err) = run(
+        &[
+            "--type",
+            "f2i_w2",
+            "--scale-mode",
+            "block",
+            "--imatrix",
+            imat_s,
+        ],
+        &out,
+    );
+    assert!(
+        !ok && err.contains("imat.dat")
+            && err.contains("has 100 values")
+            && err.contains("256 inputs"),
+        "{err}"
+    );
+    let bytes = std::fs::read(&imat).expect("read");
+    std::fs::write(&imat, &bytes[..bytes.len() - 10]).expect("write");
+    let (ok, err) = run(
+        &[
+            "--type",
+            "f2i_w2",
+            "--scale-mode",
+            "block",
+            "--imatrix",
+            imat_s,
+        ],
+        &out,
+    );
+    assert!(
+        !ok && err.contains("imat.dat") && err.contains("truncated"),
+        "{err}"
+    );
+}

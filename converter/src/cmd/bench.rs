@@ -28,6 +28,7 @@ pub fn run(args: &BenchConvertArgs) -> Result<()> {
                 embd_type: StdType::Q8_0,
                 fallback: StdType::Q8_0,
                 scale_mode: ScaleModeArg::Tensor,
+                imatrix: None,
                 threads: None,
                 quiet: true,
             },

@@ -41,6 +41,8 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
 pub fn convert(args: &ConvertArgs) -> Result<Summary> {
     let dir = args.model_dir.as_path();
     super::check_output(&args.output)?;
+    let imatrix = crate::imatrix::load(&args.quant)?;
+    let imatrix_path = args.quant.imatrix.as_deref();
     let cfg = HfConfig::load(dir)?;
     if !args.no_tokenizer
         && !dir.join("tokenizer.json").is_file()
@@ -179,6 +181,12 @@ pub fn convert(args: &ConvertArgs) -> Result<Summary> {
     );
     if let Some(t) = f2i_ty {
         set_fairy2i_keys(&mut md, t, args.quant.scale_mode.mode().name(), "hf");
+        if let Some(p) = imatrix_path {
+            md.set(
+                keys::FAIRY2I_IMATRIX,
+                Value::str(crate::imatrix::file_name(p)),
+            );
+        }
     }
     if !args.no_tokenizer {
         for (k, v) in crate::hf::tokenizer_kvs(dir, &cfg.params, arch)? {
@@ -199,10 +207,6 @@ pub fn convert(args: &ConvertArgs) -> Result<Summary> {
     let writer = GgufWriter::create(out_path, &md, specs).at_file(out_path)?;
     let total_in: u64 = jobs.iter().map(|j| ckpt.data(j.src).len() as u64).sum();
     let progress = Progress::new(total_in, jobs.len(), args.quant.quiet);
-    let settings_for = |src: &SrcTensor| F2iSettings {
-        mode: args.quant.scale_mode.mode(),
-        bf16_rounding: src.dtype == SrcDtype::BF16,
-    };
     let n_jobs = jobs.len();
     super::pipelined(writer, out_path, |send| {
         for (i, job) in jobs.iter().enumerate() {
@@ -235,7 +239,23 @@ pub fn convert(args: &ConvertArgs) -> Result<Summary> {
                 n_rows,
                 perm: perm.as_deref(),
             };
-            let bytes = encode(&rows, job.ty, settings_for(job.src))
+            let importance = if job.ty.is_f2i() {
+                crate::imatrix::lookup(
+                    imatrix.as_ref(),
+                    imatrix_path,
+                    &job.name,
+                    ne0,
+                    &mut summary,
+                )?
+            } else {
+                None
+            };
+            let settings = F2iSettings {
+                mode: args.quant.scale_mode.mode(),
+                bf16_rounding: job.src.dtype == SrcDtype::BF16,
+                importance,
+            };
+            let bytes = encode(&rows, job.ty, settings)
                 .map_err(|e| e.in_tensor(&job.name))
                 .at_file(ckpt.path_of(job.src))?;
             summary.add(

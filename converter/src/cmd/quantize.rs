@@ -60,6 +60,8 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let in_path = args.input.as_path();
     let out_path = args.output.as_path();
     super::check_output(&args.output)?;
+    let imatrix = crate::imatrix::load(&args.quant)?;
+    let imatrix_path = args.quant.imatrix.as_deref();
     if let (Ok(a), Ok(b)) = (in_path.canonicalize(), out_path.canonicalize()) {
         if a == b {
             return Err(Error::OutputIsInput {
@@ -146,6 +148,12 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             args.quant.scale_mode.mode().name(),
             &source,
         );
+        if let Some(p) = imatrix_path {
+            fairy.set(
+                keys::FAIRY2I_IMATRIX,
+                Value::str(crate::imatrix::file_name(p)),
+            );
+        }
     }
     let mut md = Metadata::new();
     let mut placed = false;
@@ -207,9 +215,21 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
                     n_rows,
                     perm: None,
                 };
+                let importance = if job.ty.is_f2i() {
+                    crate::imatrix::lookup(
+                        imatrix.as_ref(),
+                        imatrix_path,
+                        &job.name,
+                        ne0,
+                        &mut summary,
+                    )?
+                } else {
+                    None
+                };
                 let settings = F2iSettings {
                     mode: args.quant.scale_mode.mode(),
                     bf16_rounding: job.src.ty == GgmlType::BF16,
+                    importance,
                 };
                 let bytes = encode(&rows, job.ty, settings)
                     .map_err(in_tensor)

@@ -18,6 +18,8 @@ pub const FAIRY2I_STAGES: &str = "fairy2i.stages";
 pub const FAIRY2I_SCALE_MODE: &str = "fairy2i.scale_mode";
 /// Where the weights came from (`hf`, `gguf:<file type>`).
 pub const FAIRY2I_SOURCE: &str = "fairy2i.source";
+/// File name of the importance matrix the F2I tensors were weighted with (string; absent without one).
+pub const FAIRY2I_IMATRIX: &str = "fairy2i.imatrix";
 
 /// Default alignment when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
