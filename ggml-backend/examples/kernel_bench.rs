@@ -24,6 +24,14 @@ fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// CPU time of the calling thread in seconds (Linux: /proc/thread-self/schedstat), when readable:
+/// unlike wall time it does not count time other processes took the core.
+fn thread_cpu() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
 /// Copy (a → b, counted as read + write like STREAM) and read-only (sum) bandwidth in GB/s.
 fn bandwidth(threads: usize) -> (f64, f64) {
     let words = RING_BYTES / 8;
@@ -75,6 +83,9 @@ fn main() {
         args.get(1).copied().unwrap_or(4096),
     );
     let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // KERNEL_BENCH_ONLY="avx2 q8 w2 1 1" runs only the rows whose "kernel prec type batch threads"
+    // starts with it (for profiling one configuration)
+    let filter = std::env::var("KERNEL_BENCH_ONLY").ok();
     let thread_counts: Vec<usize> = if max_threads > 1 {
         vec![1, max_threads]
     } else {
@@ -85,6 +96,10 @@ fn main() {
     println!("{:>8} {:>12} {:>12}", "threads", "copy GB/s", "read GB/s");
     let mut read_bw = 0.0f64;
     for &t in &thread_counts {
+        if filter.is_some() {
+            read_bw = f64::NAN;
+            break;
+        }
         let (copy, read) = bandwidth(t);
         read_bw = read_bw.max(read);
         println!("{t:>8} {copy:>12.2} {read:>12.2}");
@@ -92,9 +107,10 @@ fn main() {
     println!();
     println!("F2I products, K {k}, N {n_rows}; GB/s = F2I weight bytes read per second; % = of the best read GB/s above");
     println!(
-        "{:<8} {:<6} {:>5} {:>6} {:>8} {:>10} {:>8} {:>6}",
-        "kernel", "prec", "type", "batch", "threads", "ms", "GB/s", "%"
+        "{:<8} {:<6} {:>5} {:>6} {:>8} {:>10} {:>8} {:>6} {:>10}",
+        "kernel", "prec", "type", "batch", "threads", "ms", "GB/s", "%", "cpu ms"
     );
+    println!("(cpu ms: CPU time of the calling thread per product, 1-thread rows; insensitive to other load)");
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -130,6 +146,14 @@ fn main() {
                         continue;
                     }
                     for &threads in &thread_counts {
+                        let key = format!(
+                            "{} {} w{stages} {batch} {threads}",
+                            kernel.isa().name(),
+                            precision.name()
+                        );
+                        if !filter.as_ref().is_none_or(|f| key.starts_with(f.as_str())) {
+                            continue;
+                        }
                         let pool = ggml_fairy2i::pool::get(threads);
                         let mut r = 0usize;
                         let mut run = || {
@@ -148,15 +172,22 @@ fn main() {
                         // enough products to touch the whole ring at least once, at least 8
                         let reps = if batch == 1 { ring.max(8) } else { 3 };
                         let mut total = 0.0f64;
+                        let cpu0 = thread_cpu();
                         for _ in 0..reps {
                             let t0 = Instant::now();
                             run();
                             total += t0.elapsed().as_secs_f64();
                         }
+                        let cpu = match (cpu0, thread_cpu()) {
+                            (Some(a), Some(b)) if threads == 1 => {
+                                format!("{:.3}", (b - a) / reps as f64 * 1e3)
+                            }
+                            _ => "-".to_string(),
+                        };
                         let s = total / reps as f64;
                         let gbs = mat_bytes as f64 / s / 1e9;
                         println!(
-                            "{:<8} {:<6} {:>5} {:>6} {:>8} {:>10.3} {:>8.2} {:>5.0}%",
+                            "{:<8} {:<6} {:>5} {:>6} {:>8} {:>10.3} {:>8.2} {:>5.0}% {:>10}",
                             kernel.isa().name(),
                             precision.name(),
                             format!("w{stages}"),
@@ -164,7 +195,8 @@ fn main() {
                             threads,
                             s * 1e3,
                             gbs,
-                            100.0 * gbs / read_bw
+                            100.0 * gbs / read_bw,
+                            cpu
                         );
                     }
                 }

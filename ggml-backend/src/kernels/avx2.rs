@@ -318,16 +318,24 @@ pub unsafe fn pair_dot_q8_cols(
     let z = _mm256_setzero_ps();
     let mut acc = [[z, z]; MAX_COLS];
     let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
+    let zi = _mm256_setzero_si256();
+    // the decoded records of one block: [stage][U, W]
+    let mut dec = [[[zi; 8]; 2]; 4];
     for (b, (ub, wb)) in blocks.enumerate() {
-        for (us, ws) in ub
-            .chunks_exact(STAGE_BYTES)
-            .zip(wb.chunks_exact(STAGE_BYTES))
-        {
-            let us: &[u8; STAGE_BYTES] = us.try_into().expect("36-byte record");
-            let ws: &[u8; STAGE_BYTES] = ws.try_into().expect("36-byte record");
-            let (ud, wd) = (decode(us), decode(ws));
-            for (y, x) in acc.iter_mut().zip(cols) {
-                accumulate(y, us, ws, &ud, &wd, &col_block(x, b));
+        let recs: [(&[u8; STAGE_BYTES], &[u8; STAGE_BYTES]); 4] = std::array::from_fn(|s| {
+            let s = s.min(stages - 1);
+            (
+                ub[s * STAGE_BYTES..][..STAGE_BYTES].try_into().expect("36"),
+                wb[s * STAGE_BYTES..][..STAGE_BYTES].try_into().expect("36"),
+            )
+        });
+        for (d, (us, ws)) in dec.iter_mut().zip(&recs).take(stages) {
+            *d = [decode(us), decode(ws)];
+        }
+        for (y, x) in acc.iter_mut().zip(cols) {
+            let xb = col_block(x, b);
+            for ([ud, wd], (us, ws)) in dec.iter().zip(&recs).take(stages) {
+                accumulate(y, us, ws, ud, wd, &xb);
             }
         }
     }
