@@ -117,9 +117,10 @@ fn refined_modes_beat_paper_exact_on_real_tensors() {
             let (tensor, _) = run(ScaleMode::Tensor, None);
             let (block, _) = run(ScaleMode::Block, imp);
             let (joint, secs) = run(ScaleMode::Joint, imp);
+            let (block_plain, _) = run(ScaleMode::Block, None);
             let (joint_plain, _) = run(ScaleMode::Joint, None);
             eprintln!(
-                "  W{stages}: tensor {tensor:.4}  block {block:.4}  joint {joint:.4}  (joint unweighted {joint_plain:.4}; joint {secs:.2} s)"
+                "  W{stages}: tensor {tensor:.4} | unweighted: block {block_plain:.4} joint {joint_plain:.4} | weighted: block {block:.4} joint {joint:.4} ({secs:.2} s)"
             );
             assert!(
                 block <= tensor,
