@@ -174,15 +174,15 @@ fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
 
 /// Integer sums `[A, B, C, D]` (see [`super`]) of one decoded stage record over one block of a
 /// quantized column, as eight 32-bit lanes each. `maddubs` multiplies the unsigned a+1 / b+1 by the
-/// int8 activations; `madd` with the group factor m_g (a power of two) pairs the 16-bit sums into
-/// 32-bit lanes at the block's common step; the accumulators start at −Σ m_g·q (`neg_re`,
-/// `neg_im`, precomputed per block by `Q8Cols`), which cancels the +1.
+/// int8 activations; a left shift by log2 m_g brings group g to the block's common step; the 16-bit
+/// accumulators (no overflow: see `q8::MAX_SHIFT`) start at −Σ m_g·q (`neg_re`, `neg_im`,
+/// precomputed per block by `Q8Cols`), which cancels the +1; one `madd` widens them to 32 bits.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn sums(
     dec: &[__m256i; 8],
     q: &[i8; 256],
-    mul: &[__m256i; 4],
+    shift: &[__m128i; 4],
     neg_re: __m256i,
     neg_im: __m256i,
 ) -> [__m256i; 4] {
@@ -195,48 +195,77 @@ fn sums(
                 _mm256_loadu_si256(q.as_ptr().add(128 + 32 * g).cast()),
             )
         };
-        let (wr, wi, m) = (dec[2 * g], dec[2 * g + 1], mul[g]);
-        a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(wr, xr), m));
-        b = _mm256_add_epi32(b, _mm256_madd_epi16(_mm256_maddubs_epi16(wr, xi), m));
-        c = _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(wi, xi), m));
-        d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(wi, xr), m));
+        let (wr, wi, sh) = (dec[2 * g], dec[2 * g + 1], shift[g]);
+        a = _mm256_add_epi16(a, _mm256_sll_epi16(_mm256_maddubs_epi16(wr, xr), sh));
+        b = _mm256_add_epi16(b, _mm256_sll_epi16(_mm256_maddubs_epi16(wr, xi), sh));
+        c = _mm256_add_epi16(c, _mm256_sll_epi16(_mm256_maddubs_epi16(wi, xi), sh));
+        d = _mm256_add_epi16(d, _mm256_sll_epi16(_mm256_maddubs_epi16(wi, xr), sh));
     }
-    [a, b, c, d]
+    let ones = _mm256_set1_epi16(1);
+    [
+        _mm256_madd_epi16(a, ones),
+        _mm256_madd_epi16(b, ones),
+        _mm256_madd_epi16(c, ones),
+        _mm256_madd_epi16(d, ones),
+    ]
 }
 
 /// One block of one quantized column, as [`accumulate`] reads it.
 struct ColBlock<'a> {
     q: &'a [i8; 256],
-    mul: [__m256i; 4],
+    shift: [__m128i; 4],
     neg_re: __m256i,
     neg_im: __m256i,
     d: f32,
+    /// All four group factors are equal.
+    uniform: bool,
+}
+
+impl ColBlock<'_> {
+    /// For a uniform block: the common factor m moved into the float step (d·m) and out of the
+    /// offsets (−Σ m·q is a multiple of m, so the arithmetic shift is exact); the sums then need no
+    /// shifts. Other blocks are returned as they are.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn unshifted(self) -> Self {
+        if !self.uniform {
+            return self;
+        }
+        let sh = self.shift[0];
+        let m = (1u32 << _mm_cvtsi128_si32(sh)) as f32;
+        let zero = _mm_setzero_si128();
+        ColBlock {
+            neg_re: _mm256_sra_epi16(self.neg_re, sh),
+            neg_im: _mm256_sra_epi16(self.neg_im, sh),
+            d: self.d * m,
+            shift: [zero; 4],
+            ..self
+        }
+    }
 }
 
 /// Block `b` of column `x`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn col_block<'a>(x: &super::q8::Q8Col<'a>, b: usize) -> ColBlock<'a> {
-    let neg: &[i32; 16] = x.neg[b * 16..][..16].try_into().expect("16");
+    let neg: &[i16; 32] = x.neg[b * 32..][..32].try_into().expect("32");
     let mul: &[i16; 4] = x.mul[b * 4..][..4].try_into().expect("4");
-    // SAFETY: 16 i32 = 64 bytes; two 32-byte loads at 0 and 32.
+    // SAFETY: 32 i16 = 64 bytes; two 32-byte loads at 0 and 32.
     let (neg_re, neg_im) = unsafe {
         (
             _mm256_loadu_si256(neg.as_ptr().cast()),
-            _mm256_loadu_si256(neg.as_ptr().add(8).cast()),
+            _mm256_loadu_si256(neg.as_ptr().add(16).cast()),
         )
     };
+    // m_g is a power of two ≤ 8: its exponent is the shift count
+    let sh = |m: i16| _mm_cvtsi32_si128(m.trailing_zeros() as i32);
     ColBlock {
         q: x.q[b * 2 * QC..][..2 * QC].try_into().expect("256"),
-        mul: [
-            _mm256_set1_epi16(mul[0]),
-            _mm256_set1_epi16(mul[1]),
-            _mm256_set1_epi16(mul[2]),
-            _mm256_set1_epi16(mul[3]),
-        ],
+        shift: [sh(mul[0]), sh(mul[1]), sh(mul[2]), sh(mul[3])],
         neg_re,
         neg_im,
         d: x.d[b],
+        uniform: mul[1..].iter().all(|&m| m == mul[0]),
     }
 }
 
@@ -253,8 +282,22 @@ fn accumulate(
     wd: &[__m256i; 8],
     x: &ColBlock<'_>,
 ) {
-    let [ua, ub, uc, udd] = sums(ud, x.q, &x.mul, x.neg_re, x.neg_im);
-    let [wa, wb, wc, wdd] = sums(wd, x.q, &x.mul, x.neg_re, x.neg_im);
+    let su = sums(ud, x.q, &x.shift, x.neg_re, x.neg_im);
+    let sw = sums(wd, x.q, &x.shift, x.neg_re, x.neg_im);
+    apply_scales(y, us, ws, su, sw, x.d);
+}
+
+/// The float part of [`accumulate`]: the integer sums of the U and W rows times their scales.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn apply_scales(
+    y: &mut [__m256; 2],
+    us: &[u8; STAGE_BYTES],
+    ws: &[u8; STAGE_BYTES],
+    [ua, ub, uc, udd]: [__m256i; 4],
+    [wa, wb, wc, wdd]: [__m256i; 4],
+    step: f32,
+) {
     // scales: [u.d_re, u.d_im, w.d_re, w.d_im] · step
     let halves = _mm_setr_epi32(
         i32::from_le_bytes([us[0], us[1], us[2], us[3]]),
@@ -262,7 +305,7 @@ fn accumulate(
         0,
         0,
     );
-    let s = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(x.d)));
+    let s = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(step)));
     let bc = |i: i32| _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(i));
     let (su_re, su_im, sw_re, sw_im) = (bc(0), bc(1), bc(2), bc(3));
     let f = _mm256_cvtepi32_ps;
@@ -290,10 +333,99 @@ pub unsafe fn pair_dot_q8(
     stages: usize,
     x: super::q8::Q8Col<'_>,
 ) -> (f32, f32) {
-    let mut out = [(0.0, 0.0)];
-    // SAFETY: same contract.
-    unsafe { pair_dot_q8_cols(u, w, stages, &[x], &mut out) };
-    out[0]
+    let block_bytes = stages * STAGE_BYTES;
+    let z = _mm256_setzero_ps();
+    let mut y = [z, z];
+    let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
+    for (b, (ub, wb)) in blocks.enumerate() {
+        let xb = col_block(&x, b).unshifted();
+        for (us, ws) in ub
+            .chunks_exact(STAGE_BYTES)
+            .zip(wb.chunks_exact(STAGE_BYTES))
+        {
+            let us: &[u8; STAGE_BYTES] = us.try_into().expect("36-byte record");
+            let ws: &[u8; STAGE_BYTES] = ws.try_into().expect("36-byte record");
+            // a block whose groups share one step needs no shifts: the common factor goes into
+            // the float scale
+            let (su, sw) = if xb.uniform {
+                fused_sums::<false>(us, ws, &xb)
+            } else {
+                fused_sums::<true>(us, ws, &xb)
+            };
+            apply_scales(&mut y, us, ws, su, sw, xb.d);
+        }
+    }
+    (hsum(y[0]), hsum(y[1]))
+}
+
+/// [`sums`] of the U and the W record of one stage, decoding each group's codes just before use
+/// (a 16-column decode table would not fit the 16 vector registers): the one-column path.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn fused_sums<const SHIFT: bool>(
+    us: &[u8; STAGE_BYTES],
+    ws: &[u8; STAGE_BYTES],
+    x: &ColBlock<'_>,
+) -> ([__m256i; 4], [__m256i; 4]) {
+    let lut_re = _mm256_setr_epi8(
+        2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    );
+    let lut_im = _mm256_setr_epi8(
+        1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    );
+    let m3 = _mm256_set1_epi8(3);
+    // SAFETY: bytes 4..36 of 36-byte records.
+    let (uq, wq) = unsafe {
+        (
+            _mm256_loadu_si256(us.as_ptr().add(4).cast()),
+            _mm256_loadu_si256(ws.as_ptr().add(4).cast()),
+        )
+    };
+    let (mut ua, mut ub, mut uc, mut ud) = (x.neg_re, x.neg_im, x.neg_im, x.neg_re);
+    let (mut wa, mut wb, mut wc, mut wd) = (x.neg_re, x.neg_im, x.neg_im, x.neg_re);
+    macro_rules! group {
+        ($g:literal) => {{
+            // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the 256-byte block.
+            let (xr, xi) = unsafe {
+                (
+                    _mm256_loadu_si256(x.q.as_ptr().add(32 * $g).cast()),
+                    _mm256_loadu_si256(x.q.as_ptr().add(128 + 32 * $g).cast()),
+                )
+            };
+            let sh = x.shift[$g];
+            let scale = |v| if SHIFT { _mm256_sll_epi16(v, sh) } else { v };
+            let cu = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(uq), m3);
+            let cw = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(wq), m3);
+            let (r, i) = (
+                _mm256_shuffle_epi8(lut_re, cu),
+                _mm256_shuffle_epi8(lut_im, cu),
+            );
+            ua = _mm256_add_epi16(ua, scale(_mm256_maddubs_epi16(r, xr)));
+            ub = _mm256_add_epi16(ub, scale(_mm256_maddubs_epi16(r, xi)));
+            uc = _mm256_add_epi16(uc, scale(_mm256_maddubs_epi16(i, xi)));
+            ud = _mm256_add_epi16(ud, scale(_mm256_maddubs_epi16(i, xr)));
+            let (r, i) = (
+                _mm256_shuffle_epi8(lut_re, cw),
+                _mm256_shuffle_epi8(lut_im, cw),
+            );
+            wa = _mm256_add_epi16(wa, scale(_mm256_maddubs_epi16(r, xr)));
+            wb = _mm256_add_epi16(wb, scale(_mm256_maddubs_epi16(r, xi)));
+            wc = _mm256_add_epi16(wc, scale(_mm256_maddubs_epi16(i, xi)));
+            wd = _mm256_add_epi16(wd, scale(_mm256_maddubs_epi16(i, xr)));
+        }};
+    }
+    group!(0);
+    group!(1);
+    group!(2);
+    group!(3);
+    let ones = _mm256_set1_epi16(1);
+    let widen = |v| _mm256_madd_epi16(v, ones);
+    (
+        [widen(ua), widen(ub), widen(uc), widen(ud)],
+        [widen(wa), widen(wb), widen(wc), widen(wd)],
+    )
 }
 
 /// One output pair against up to [`MAX_COLS`] quantized columns: each stage record is decoded once

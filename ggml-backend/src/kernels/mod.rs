@@ -168,7 +168,7 @@ impl Kernel {
         assert!(
             (1..=4).contains(&stages)
                 && x.q.len() == blocks * QK
-                && x.neg.len() == blocks * 16
+                && x.neg.len() == blocks * 32
                 && x.mul.len() == blocks * 4
                 && u.len() == blocks * stages * STAGE_BYTES
                 && w.len() == u.len(),
@@ -203,6 +203,11 @@ impl Kernel {
             out.len(),
             "pair_dot_q8_cols: inconsistent lengths"
         );
+        if let ([x], [o]) = (cols, &mut *out) {
+            // one column: the fused kernel keeps its decoded codes in registers
+            *o = self.pair_dot_q8(u, w, stages, *x);
+            return;
+        }
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::Avx512 => {
@@ -215,7 +220,7 @@ impl Kernel {
                         assert!(
                             (1..=4).contains(&stages)
                                 && x.q.len() == blocks * QK
-                                && x.neg.len() == blocks * 16
+                                && x.neg.len() == blocks * 32
                                 && x.mul.len() == blocks * 4
                                 && u.len() == blocks * stages * STAGE_BYTES
                                 && w.len() == u.len(),

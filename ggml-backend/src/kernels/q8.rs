@@ -4,10 +4,10 @@
 //!
 //! Scales: a block (the 128 real and 128 imaginary parts a weight block meets) has an f32 unit `d`;
 //! each of its four groups g (real and imaginary parts 32g..32g+32) has the scale `d·m_g` with
-//! `m_g = 2^(7−k_g) ∈ {1, 2, …, 128}`, k_g the largest k ≤ 7 with max|x_g| ≤ max|x_block|·2^−k. So a
-//! group without the block's outliers keeps up to 7 more bits of resolution (LLM activations have a
-//! few huge channels; one scale per 256 values rounded everything else in such a block to 0), and
-//! the group factors stay integers that the kernels apply to the 16-bit sums with one `madd`.
+//! `m_g = 2^(3−k_g) ∈ {1, 2, 4, 8}`, k_g the largest k ≤ 3 with max|x_g| ≤ max|x_block|·2^−k. So a
+//! group without the block's outliers keeps up to 3 more bits of resolution (LLM activations have a
+//! few huge channels; one scale per 256 values rounds much of such a block to 0), and the group
+//! factors are shifts of the kernels' 16-bit sums.
 //!
 //! Error bound (tested in `tests::q8_error_is_within_the_bound`): with `x = d·m_g·q + δ`,
 //! `|δ| ≤ d·m_g/2` per element, an output differs from the exact product by at most
@@ -18,8 +18,9 @@ use super::{stage_scales, QC, QK, STAGE_BYTES};
 
 /// Largest quantized magnitude.
 const QMAX: f32 = 127.0;
-/// Most doublings of resolution a group gets over its block (m_g ≤ 2^MAX_SHIFT).
-const MAX_SHIFT: i32 = 7;
+/// Most doublings of resolution a group gets over its block (m_g ≤ 2^MAX_SHIFT). With 3, the SIMD
+/// kernels' 16-bit sums cannot overflow: |Σ_g m_g·Σ (a+1)·q| ≤ 4·8·508 + the offset 4·8·254 < 2^15.
+const MAX_SHIFT: i32 = 3;
 
 /// Quantized activation columns: per column `k` int8 values, per block of 128 complex entries the
 /// 128 real parts then the 128 imaginary parts; per block a unit scale, four group factors and the
@@ -31,7 +32,7 @@ pub struct Q8Cols {
     q: Vec<i8>,
     d: Vec<f32>,
     mul: Vec<i16>,
-    neg: Vec<i32>,
+    neg: Vec<i16>,
 }
 
 /// One quantized column, as the kernels read it.
@@ -43,9 +44,9 @@ pub struct Q8Col<'a> {
     pub d: &'a [f32],
     /// Four group factors m_g per block.
     pub mul: &'a [i16],
-    /// Per block 16 values: lane l < 8 is −Σ_g m_g·Σ_{j<4} q_re[32g+4l+j], lane 8 + l the same of
-    /// q_im (the per-lane offsets the SIMD kernels start from; see avx2.rs).
-    pub neg: &'a [i32],
+    /// Per block 32 values: lane l < 16 is −Σ_g m_g·(q_re[32g+2l] + q_re[32g+2l+1]), lane 16 + l
+    /// the same of q_im (the per-lane offsets the SIMD kernels start from; see avx2.rs).
+    pub neg: &'a [i16],
 }
 
 impl Q8Cols {
@@ -61,7 +62,7 @@ impl Q8Cols {
             q: vec![0i8; k * cols.len()],
             d: vec![0.0f32; n],
             mul: vec![1i16; 4 * n],
-            neg: vec![0i32; 16 * n],
+            neg: vec![0i16; 32 * n],
         };
         let mut b_all = 0;
         for (x, qc) in cols.iter().zip(out.q.chunks_exact_mut(k)) {
@@ -109,20 +110,19 @@ impl Q8Cols {
         for ((qb, nb), mb) in out
             .q
             .chunks_exact(QK)
-            .zip(out.neg.chunks_exact_mut(16))
+            .zip(out.neg.chunks_exact_mut(32))
             .zip(out.mul.chunks_exact(4))
         {
-            for (half, lanes) in qb.chunks_exact(QC).zip(nb.chunks_exact_mut(8)) {
+            for (half, lanes) in qb.chunks_exact(QC).zip(nb.chunks_exact_mut(16)) {
                 for (l, lane) in lanes.iter_mut().enumerate() {
+                    // |value| ≤ 4·8·254 = 8128: fits i16
                     *lane = -(0..4)
                         .map(|g| {
-                            i32::from(mb[g])
-                                * half[32 * g + 4 * l..][..4]
-                                    .iter()
-                                    .map(|&v| i32::from(v))
-                                    .sum::<i32>()
+                            mb[g]
+                                * (i16::from(half[32 * g + 2 * l])
+                                    + i16::from(half[32 * g + 2 * l + 1]))
                         })
-                        .sum::<i32>();
+                        .sum::<i16>();
                 }
             }
         }
@@ -146,7 +146,7 @@ impl Q8Cols {
             q: &self.q[c * self.k..][..self.k],
             d: &self.d[c * blocks..][..blocks],
             mul: &self.mul[c * 4 * blocks..][..4 * blocks],
-            neg: &self.neg[c * 16 * blocks..][..16 * blocks],
+            neg: &self.neg[c * 32 * blocks..][..32 * blocks],
         }
     }
 }
@@ -329,10 +329,10 @@ mod tests {
         x[200] = 1.0; // block 1 of x_re
         let q = Q8Cols::quantize(&[&x], k);
         assert!(q.col(0).d[0].is_nan());
-        assert_eq!(q.col(0).d[1], 1.0 / 127.0 / 128.0);
-        // x_re[200] is entry 72 of block 1: group 2 holds the block maximum (factor 128), the
+        assert_eq!(q.col(0).d[1], 1.0 / 127.0 / 8.0);
+        // x_re[200] is entry 72 of block 1: group 2 holds the block maximum (factor 8), the
         // empty groups get the finest step (factor 1)
-        assert_eq!(q.col(0).mul[4..8], [1, 1, 128, 1]);
+        assert_eq!(q.col(0).mul[4..8], [1, 1, 8, 1]);
         assert_eq!(q.col(0).q[QK + 200 - QC], 127);
         let zero = Q8Cols::quantize(&[&vec![0.0f32; k]], k);
         assert_eq!(zero.col(0).d, &[0.0, 0.0]);
