@@ -179,7 +179,7 @@ fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
 /// precomputed per block by `Q8Cols`), which cancels the +1; one `madd` widens them to 32 bits.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn sums(
+fn sums<const SHIFT: bool>(
     dec: &[__m256i; 8],
     q: &[i8; 256],
     shift: &[__m128i; 4],
@@ -196,10 +196,11 @@ fn sums(
             )
         };
         let (wr, wi, sh) = (dec[2 * g], dec[2 * g + 1], shift[g]);
-        a = _mm256_add_epi16(a, _mm256_sll_epi16(_mm256_maddubs_epi16(wr, xr), sh));
-        b = _mm256_add_epi16(b, _mm256_sll_epi16(_mm256_maddubs_epi16(wr, xi), sh));
-        c = _mm256_add_epi16(c, _mm256_sll_epi16(_mm256_maddubs_epi16(wi, xi), sh));
-        d = _mm256_add_epi16(d, _mm256_sll_epi16(_mm256_maddubs_epi16(wi, xr), sh));
+        let scale = |v| if SHIFT { _mm256_sll_epi16(v, sh) } else { v };
+        a = _mm256_add_epi16(a, scale(_mm256_maddubs_epi16(wr, xr)));
+        b = _mm256_add_epi16(b, scale(_mm256_maddubs_epi16(wr, xi)));
+        c = _mm256_add_epi16(c, scale(_mm256_maddubs_epi16(wi, xi)));
+        d = _mm256_add_epi16(d, scale(_mm256_maddubs_epi16(wi, xr)));
     }
     let ones = _mm256_set1_epi16(1);
     [
@@ -282,8 +283,17 @@ fn accumulate(
     wd: &[__m256i; 8],
     x: &ColBlock<'_>,
 ) {
-    let su = sums(ud, x.q, &x.shift, x.neg_re, x.neg_im);
-    let sw = sums(wd, x.q, &x.shift, x.neg_re, x.neg_im);
+    let (su, sw) = if x.uniform {
+        (
+            sums::<false>(ud, x.q, &x.shift, x.neg_re, x.neg_im),
+            sums::<false>(wd, x.q, &x.shift, x.neg_re, x.neg_im),
+        )
+    } else {
+        (
+            sums::<true>(ud, x.q, &x.shift, x.neg_re, x.neg_im),
+            sums::<true>(wd, x.q, &x.shift, x.neg_re, x.neg_im),
+        )
+    };
     apply_scales(y, us, ws, su, sw, x.d);
 }
 
@@ -465,7 +475,7 @@ pub unsafe fn pair_dot_q8_cols(
             *d = [decode(us), decode(ws)];
         }
         for (y, x) in acc.iter_mut().zip(cols) {
-            let xb = col_block(x, b);
+            let xb = col_block(x, b).unshifted();
             for ([ud, wd], (us, ws)) in dec.iter().zip(&recs).take(stages) {
                 accumulate(y, us, ws, ud, wd, &xb);
             }
