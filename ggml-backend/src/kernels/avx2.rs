@@ -133,6 +133,23 @@ pub unsafe fn pair_dot(
     (hsum(y_re), hsum(y_im))
 }
 
+/// The byte-shuffle tables of the int8 path: code c ↦ a+1 (real axis: 2, 1, 0, 1) and b+1
+/// (imaginary axis: 1, 2, 1, 0), in both 128-bit lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn code_luts() -> (__m256i, __m256i) {
+    (
+        _mm256_setr_epi8(
+            2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ),
+        _mm256_setr_epi8(
+            1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ),
+    )
+}
+
 /// Most columns [`pair_dot_q8_cols`] takes at once.
 pub const MAX_COLS: usize = 16;
 
@@ -143,14 +160,7 @@ pub const MAX_COLS: usize = 16;
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
-    let lut_re = _mm256_setr_epi8(
-        2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0,
-    );
-    let lut_im = _mm256_setr_epi8(
-        1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0,
-    );
+    let (lut_re, lut_im) = code_luts();
     let m3 = _mm256_set1_epi8(3);
     // SAFETY: bytes 4..36 of a 36-byte record.
     let qs = unsafe { _mm256_loadu_si256(rec.as_ptr().add(4).cast()) };
@@ -377,14 +387,7 @@ fn fused_sums<const SHIFT: bool>(
     ws: &[u8; STAGE_BYTES],
     x: &ColBlock<'_>,
 ) -> ([__m256i; 4], [__m256i; 4]) {
-    let lut_re = _mm256_setr_epi8(
-        2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0,
-    );
-    let lut_im = _mm256_setr_epi8(
-        1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0,
-    );
+    let (lut_re, lut_im) = code_luts();
     let m3 = _mm256_set1_epi8(3);
     // SAFETY: bytes 4..36 of 36-byte records.
     let (uq, wq) = unsafe {

@@ -164,14 +164,8 @@ impl Kernel {
     /// # Panics
     /// If the lengths do not match each other (a caller bug, as for `pair_dot`).
     pub fn pair_dot_q8(self, u: &[u8], w: &[u8], stages: usize, x: q8::Q8Col<'_>) -> (f32, f32) {
-        let blocks = x.d.len();
         assert!(
-            (1..=4).contains(&stages)
-                && x.q.len() == blocks * QK
-                && x.neg.len() == blocks * 32
-                && x.mul.len() == blocks * 4
-                && u.len() == blocks * stages * STAGE_BYTES
-                && w.len() == u.len(),
+            q8_lengths_agree(u, w, stages, &x),
             "pair_dot_q8: inconsistent lengths"
         );
         match self.isa {
@@ -215,18 +209,10 @@ impl Kernel {
                     .chunks(avx2::MAX_COLS)
                     .zip(out.chunks_mut(avx2::MAX_COLS))
                 {
-                    for x in cs {
-                        let blocks = x.d.len();
-                        assert!(
-                            (1..=4).contains(&stages)
-                                && x.q.len() == blocks * QK
-                                && x.neg.len() == blocks * 32
-                                && x.mul.len() == blocks * 4
-                                && u.len() == blocks * stages * STAGE_BYTES
-                                && w.len() == u.len(),
-                            "pair_dot_q8_cols: inconsistent lengths"
-                        );
-                    }
+                    assert!(
+                        cs.iter().all(|x| q8_lengths_agree(u, w, stages, x)),
+                        "pair_dot_q8_cols: inconsistent lengths"
+                    );
                     // SAFETY: a Kernel with isa Avx2 or Avx512 exists only when the CPU supports
                     // AVX2, FMA and F16C; the lengths were checked above.
                     unsafe { avx2::pair_dot_q8_cols(u, w, stages, cs, os) };
@@ -239,6 +225,17 @@ impl Kernel {
             }
         }
     }
+}
+
+/// Whether a pair of stored rows and a quantized column fit each other (the int8 kernels' contract).
+fn q8_lengths_agree(u: &[u8], w: &[u8], stages: usize, x: &q8::Q8Col<'_>) -> bool {
+    let blocks = x.d.len();
+    (1..=4).contains(&stages)
+        && x.q.len() == blocks * QK
+        && x.neg.len() == blocks * 32
+        && x.mul.len() == blocks * 4
+        && u.len() == blocks * stages * STAGE_BYTES
+        && w.len() == u.len()
 }
 
 /// The two scales of a stage record.
