@@ -31,16 +31,18 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// The importance of F2I weight `name` (rows of `k` inputs): `None` (and counted as missing in the
-/// summary) if the imatrix has no entry; an error naming the imatrix file if the entry does not fit.
+/// The importance of weight `name` (rows of `k` inputs) written as `ty`: `None` for a type other than
+/// F2I (the standard codecs take no importance) and, counted as missing in the summary, when the
+/// imatrix has no entry; an error naming the imatrix file if the entry does not fit.
 pub fn lookup<'a>(
     imatrix: Option<&'a Imatrix>,
     path: Option<&Path>,
+    ty: fairy2i_format::GgmlType,
     name: &str,
     k: usize,
     summary: &mut Summary,
 ) -> Result<Option<&'a [f32]>> {
-    let (Some(m), Some(path)) = (imatrix, path) else {
+    let (Some(m), Some(path), true) = (imatrix, path, ty.is_f2i()) else {
         return Ok(None);
     };
     let imp = m.importance(name, k).with_path(path)?;

@@ -239,17 +239,14 @@ pub fn convert(args: &ConvertArgs) -> Result<Summary> {
                 n_rows,
                 perm: perm.as_deref(),
             };
-            let importance = if job.ty.is_f2i() {
-                crate::imatrix::lookup(
-                    imatrix.as_ref(),
-                    imatrix_path,
-                    &job.name,
-                    ne0,
-                    &mut summary,
-                )?
-            } else {
-                None
-            };
+            let importance = crate::imatrix::lookup(
+                imatrix.as_ref(),
+                imatrix_path,
+                job.ty,
+                &job.name,
+                ne0,
+                &mut summary,
+            )?;
             let settings = F2iSettings {
                 mode: args.quant.scale_mode.mode(),
                 bf16_rounding: job.src.dtype == SrcDtype::BF16,

@@ -215,17 +215,14 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
                     n_rows,
                     perm: None,
                 };
-                let importance = if job.ty.is_f2i() {
-                    crate::imatrix::lookup(
-                        imatrix.as_ref(),
-                        imatrix_path,
-                        &job.name,
-                        ne0,
-                        &mut summary,
-                    )?
-                } else {
-                    None
-                };
+                let importance = crate::imatrix::lookup(
+                    imatrix.as_ref(),
+                    imatrix_path,
+                    job.ty,
+                    &job.name,
+                    ne0,
+                    &mut summary,
+                )?;
                 let settings = F2iSettings {
                     mode: args.quant.scale_mode.mode(),
                     bf16_rounding: job.src.ty == GgmlType::BF16,
