@@ -6,6 +6,7 @@ use fairy2i_format::imatrix::Imatrix;
 use fairy2i_format::PathContext;
 
 use crate::cli::{QuantFlags, ScaleModeArg};
+use crate::encode::F2iSettings;
 use crate::error::{Error, Result};
 use crate::report::Summary;
 
@@ -34,7 +35,7 @@ pub fn file_name(path: &Path) -> String {
 /// The importance of weight `name` (rows of `k` inputs) written as `ty`: `None` for a type other than
 /// F2I (the standard codecs take no importance) and, counted as missing in the summary, when the
 /// imatrix has no entry; an error naming the imatrix file if the entry does not fit.
-pub fn lookup<'a>(
+fn lookup<'a>(
     imatrix: Option<&'a Imatrix>,
     path: Option<&Path>,
     ty: fairy2i_format::GgmlType,
@@ -54,4 +55,24 @@ pub fn lookup<'a>(
         None => entry.2.push(name.to_string()),
     }
     Ok(imp)
+}
+
+/// The F2I settings of weight `name` (rows of `k` inputs) written as `ty`: the scale mode of `flags`,
+/// bf16 rounding for a bf16 source, and its importance from `imatrix` (loaded by [`load`] from
+/// `flags`) as [`lookup`] finds it.
+pub fn settings<'a>(
+    flags: &QuantFlags,
+    imatrix: Option<&'a Imatrix>,
+    ty: fairy2i_format::GgmlType,
+    name: &str,
+    k: usize,
+    bf16_source: bool,
+    summary: &mut Summary,
+) -> Result<F2iSettings<'a>> {
+    let importance = lookup(imatrix, flags.imatrix.as_deref(), ty, name, k, summary)?;
+    Ok(F2iSettings {
+        mode: flags.scale_mode.mode(),
+        bf16_rounding: bf16_source,
+        importance,
+    })
 }

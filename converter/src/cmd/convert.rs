@@ -9,7 +9,7 @@ use fairy2i_format::GgmlType;
 
 use crate::arch::{llama, Arch, Mapped, Role};
 use crate::cli::ConvertArgs;
-use crate::encode::{encode, F2iSettings, Rows};
+use crate::encode::{encode, Rows};
 use crate::error::{Error, FormatContext, Result};
 use crate::hf::config::{sampling_kvs, HfConfig};
 use crate::hf::naming::naming;
@@ -239,19 +239,15 @@ pub fn convert(args: &ConvertArgs) -> Result<Summary> {
                 n_rows,
                 perm: perm.as_deref(),
             };
-            let importance = crate::imatrix::lookup(
+            let settings = crate::imatrix::settings(
+                &args.quant,
                 imatrix.as_ref(),
-                imatrix_path,
                 job.ty,
                 &job.name,
                 ne0,
+                job.src.dtype == SrcDtype::BF16,
                 &mut summary,
             )?;
-            let settings = F2iSettings {
-                mode: args.quant.scale_mode.mode(),
-                bf16_rounding: job.src.dtype == SrcDtype::BF16,
-                importance,
-            };
             let bytes = encode(&rows, job.ty, settings)
                 .map_err(|e| e.in_tensor(&job.name))
                 .at_file(ckpt.path_of(job.src))?;

@@ -11,7 +11,7 @@ use fairy2i_format::{convert, GgmlType};
 
 use crate::arch::Arch;
 use crate::cli::QuantizeArgs;
-use crate::encode::{encode, F2iSettings, Rows};
+use crate::encode::{encode, Rows};
 use crate::error::{Error, FormatContext, Result};
 use crate::hf::safetensors::SrcDtype;
 use crate::plan::{self, Choice, Options, PermutedHeads};
@@ -215,19 +215,15 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
                     n_rows,
                     perm: None,
                 };
-                let importance = crate::imatrix::lookup(
+                let settings = crate::imatrix::settings(
+                    &args.quant,
                     imatrix.as_ref(),
-                    imatrix_path,
                     job.ty,
                     &job.name,
                     ne0,
+                    job.src.ty == GgmlType::BF16,
                     &mut summary,
                 )?;
-                let settings = F2iSettings {
-                    mode: args.quant.scale_mode.mode(),
-                    bf16_rounding: job.src.ty == GgmlType::BF16,
-                    importance,
-                };
                 let bytes = encode(&rows, job.ty, settings)
                     .map_err(in_tensor)
                     .at_file(in_path)?;
