@@ -368,17 +368,15 @@ fn imatrix_weights_the_named_tensors_and_bad_ones_are_errors() {
         "{err}"
     );
     legacy_imatrix(&imat, &[("blk.0.attn_q.weight", vec![1.0; 100])]);
-    let (ok, err) = run(
-        &[
-            "--type",
-            "f2i_w2",
-            "--scale-mode",
-            "block",
-            "--imatrix",
-            imat_s,
-        ],
-        &out,
-    );
+    let block_args = [
+        "--type",
+        "f2i_w2",
+        "--scale-mode",
+        "block",
+        "--imatrix",
+        imat_s,
+    ];
+    let (ok, err) = run(&block_args, &out);
     assert!(
         !ok && err.contains("imat.dat")
             && err.contains("has 100 values")
@@ -387,17 +385,7 @@ fn imatrix_weights_the_named_tensors_and_bad_ones_are_errors() {
     );
     let bytes = std::fs::read(&imat).expect("read");
     std::fs::write(&imat, &bytes[..bytes.len() - 10]).expect("write");
-    let (ok, err) = run(
-        &[
-            "--type",
-            "f2i_w2",
-            "--scale-mode",
-            "block",
-            "--imatrix",
-            imat_s,
-        ],
-        &out,
-    );
+    let (ok, err) = run(&block_args, &out);
     assert!(
         !ok && err.contains("imat.dat") && err.contains("truncated"),
         "{err}"
