@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{stage_scales, QC, STAGE_BYTES};
+use super::{stage_scales, QC, QK, STAGE_BYTES};
 
 /// Adds the 8 signed activations of one group to the totals (`t_*`) and imaginary-axis sums (`i_*`).
 macro_rules! group {
@@ -228,31 +228,8 @@ struct ColBlock<'a> {
     neg_re: __m256i,
     neg_im: __m256i,
     d: f32,
-    /// All four group factors are equal.
+    /// All four group factors are 1 (`Q8Cols::quantize` folds equal factors into `d`): no shifts.
     uniform: bool,
-}
-
-impl ColBlock<'_> {
-    /// For a uniform block: the common factor m moved into the float step (d·m) and out of the
-    /// offsets (−Σ m·q is a multiple of m, so the arithmetic shift is exact); the sums then need no
-    /// shifts. Other blocks are returned as they are.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    fn unshifted(self) -> Self {
-        if !self.uniform {
-            return self;
-        }
-        let sh = self.shift[0];
-        let m = (1u32 << _mm_cvtsi128_si32(sh)) as f32;
-        let zero = _mm_setzero_si128();
-        ColBlock {
-            neg_re: _mm256_sra_epi16(self.neg_re, sh),
-            neg_im: _mm256_sra_epi16(self.neg_im, sh),
-            d: self.d * m,
-            shift: [zero; 4],
-            ..self
-        }
-    }
 }
 
 /// Block `b` of column `x`.
@@ -276,7 +253,7 @@ fn col_block<'a>(x: &super::q8::Q8Col<'a>, b: usize) -> ColBlock<'a> {
         neg_re,
         neg_im,
         d: x.d[b],
-        uniform: mul[1..].iter().all(|&m| m == mul[0]),
+        uniform: mul.iter().all(|&m| m == 1),
     }
 }
 
@@ -344,8 +321,8 @@ fn apply_scales(
 /// See [`super::Kernel::pair_dot_q8`].
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C. Lengths are as checked by `Kernel::pair_dot_q8`
-/// (slices are only read through bounds-checked conversions, so wrong lengths panic, not UB).
+/// The CPU must support AVX2, FMA and F16C, and the lengths must be as `Kernel::pair_dot_q8`
+/// checks them (`q8_lengths_agree`): the kernel reads through raw pointers.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn pair_dot_q8(
     u: &[u8],
@@ -353,80 +330,117 @@ pub unsafe fn pair_dot_q8(
     stages: usize,
     x: super::q8::Q8Col<'_>,
 ) -> (f32, f32) {
-    let block_bytes = stages * STAGE_BYTES;
+    // SAFETY: forwarded from the caller's contract; `stages` is 1..=4 there.
+    unsafe {
+        match stages {
+            1 => pair_dot_q8_t::<1>(u, w, x),
+            2 => pair_dot_q8_t::<2>(u, w, x),
+            3 => pair_dot_q8_t::<3>(u, w, x),
+            _ => pair_dot_q8_t::<4>(u, w, x),
+        }
+    }
+}
+
+/// [`pair_dot_q8`] for `T` stages: each row and stage record goes through [`row_sums`] on its
+/// own (U and W rows apart keep the 16-bit sums of one row in registers; the activations are
+/// memory operands, read from L1).
+///
+/// # Safety
+/// As [`pair_dot_q8`], with `T` the stage count the lengths were checked for.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn pair_dot_q8_t<const T: usize>(u: &[u8], w: &[u8], x: super::q8::Q8Col<'_>) -> (f32, f32) {
+    let block_bytes = T * STAGE_BYTES;
     let z = _mm256_setzero_ps();
     let mut y = [z, z];
-    let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
-    for (b, (ub, wb)) in blocks.enumerate() {
-        let xb = col_block(&x, b).unshifted();
-        for (us, ws) in ub
-            .chunks_exact(STAGE_BYTES)
-            .zip(wb.chunks_exact(STAGE_BYTES))
-        {
-            let us: &[u8; STAGE_BYTES] = us.try_into().expect("36-byte record");
-            let ws: &[u8; STAGE_BYTES] = ws.try_into().expect("36-byte record");
-            // a block whose groups share one step needs no shifts: the common factor goes into
-            // the float scale
-            let (su, sw) = if xb.uniform {
-                fused_sums::<false>(us, ws, &xb)
+    let zero = _mm_setzero_si128();
+    for b in 0..x.d.len() {
+        // SAFETY: b < blocks; q holds 256 bytes, neg 32 i16, mul 4 i16 per block; u and w hold
+        // block_bytes per block (q8_lengths_agree).
+        unsafe {
+            let q = x.q.as_ptr().add(b * QK);
+            let neg = x.neg.as_ptr().add(b * 32);
+            let neg_re = _mm256_loadu_si256(neg.cast());
+            let neg_im = _mm256_loadu_si256(neg.add(16).cast());
+            let mul = x.mul.as_ptr().add(b * 4).cast::<u64>().read_unaligned();
+            let d = *x.d.get_unchecked(b);
+            let (ub, wb) = (
+                u.as_ptr().add(b * block_bytes),
+                w.as_ptr().add(b * block_bytes),
+            );
+            if mul == 0x0001_0001_0001_0001 {
+                let sh = [zero; 4];
+                for s in 0..T {
+                    let off = s * STAGE_BYTES;
+                    row_sums::<false, false>(&mut y, ub.add(off), q, neg_re, neg_im, &sh, d);
+                    row_sums::<true, false>(&mut y, wb.add(off), q, neg_re, neg_im, &sh, d);
+                }
             } else {
-                fused_sums::<true>(us, ws, &xb)
-            };
-            apply_scales(&mut y, us, ws, su, sw, xb.d);
+                let m: [i16; 4] = std::array::from_fn(|g| *x.mul.get_unchecked(b * 4 + g));
+                // m_g is a power of two ≤ 8: its exponent is the shift count
+                let sh = m.map(|m| _mm_cvtsi32_si128(m.trailing_zeros() as i32));
+                for s in 0..T {
+                    let off = s * STAGE_BYTES;
+                    row_sums::<false, true>(&mut y, ub.add(off), q, neg_re, neg_im, &sh, d);
+                    row_sums::<true, true>(&mut y, wb.add(off), q, neg_re, neg_im, &sh, d);
+                }
+            }
         }
     }
     (hsum(y[0]), hsum(y[1]))
 }
 
-/// [`sums`] of the U and the W record of one stage, decoding each group's codes just before use
-/// (a 16-column decode table would not fit the 16 vector registers): the one-column path.
+/// One stage record of one row against one block of a quantized column, added to `y`:
+/// the sums A, B, C, D of [`sums`] (decoded group by group, codes kept in registers), then
+/// U row (`W` false): y_re += d_re·A − d_im·C, y_im += d_re·B + d_im·D; W row: y_re += d_re·A +
+/// d_im·C, y_im += −d_re·B + d_im·D; every scale times the block's unit step `d`.
+///
+/// # Safety
+/// `rec` points at a 36-byte stage record, `q` at the block's 256 activation bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn fused_sums<const SHIFT: bool>(
-    us: &[u8; STAGE_BYTES],
-    ws: &[u8; STAGE_BYTES],
-    x: &ColBlock<'_>,
-) -> ([__m256i; 4], [__m256i; 4]) {
+unsafe fn row_sums<const W: bool, const SHIFT: bool>(
+    y: &mut [__m256; 2],
+    rec: *const u8,
+    q: *const i8,
+    neg_re: __m256i,
+    neg_im: __m256i,
+    sh: &[__m128i; 4],
+    d: f32,
+) {
     let (lut_re, lut_im) = code_luts();
     let m3 = _mm256_set1_epi8(3);
-    // SAFETY: bytes 4..36 of 36-byte records.
-    let (uq, wq) = unsafe {
-        (
-            _mm256_loadu_si256(us.as_ptr().add(4).cast()),
-            _mm256_loadu_si256(ws.as_ptr().add(4).cast()),
-        )
-    };
-    let (mut ua, mut ub, mut uc, mut ud) = (x.neg_re, x.neg_im, x.neg_im, x.neg_re);
-    let (mut wa, mut wb, mut wc, mut wd) = (x.neg_re, x.neg_im, x.neg_im, x.neg_re);
+    // the activations of a block serve every row and stage: hiding the pointer keeps the compiler
+    // from holding all eight vectors in registers across rows (it would spill them)
+    let q = std::hint::black_box(q);
+    // SAFETY: bytes 4..36 of the record; the 256 bytes at q (caller's contract).
+    let qs = unsafe { _mm256_loadu_si256(rec.add(4).cast()) };
+    let (mut a, mut b, mut c, mut dd) = (neg_re, neg_im, neg_im, neg_re);
     macro_rules! group {
         ($g:literal) => {{
-            // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the 256-byte block.
+            // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the block.
             let (xr, xi) = unsafe {
                 (
-                    _mm256_loadu_si256(x.q.as_ptr().add(32 * $g).cast()),
-                    _mm256_loadu_si256(x.q.as_ptr().add(128 + 32 * $g).cast()),
+                    _mm256_loadu_si256(q.add(32 * $g).cast()),
+                    _mm256_loadu_si256(q.add(128 + 32 * $g).cast()),
                 )
             };
-            let sh = x.shift[$g];
-            let scale = |v| if SHIFT { _mm256_sll_epi16(v, sh) } else { v };
-            let cu = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(uq), m3);
-            let cw = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(wq), m3);
+            let scale = |v| {
+                if SHIFT {
+                    _mm256_sll_epi16(v, sh[$g])
+                } else {
+                    v
+                }
+            };
+            let code = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(qs), m3);
             let (r, i) = (
-                _mm256_shuffle_epi8(lut_re, cu),
-                _mm256_shuffle_epi8(lut_im, cu),
+                _mm256_shuffle_epi8(lut_re, code),
+                _mm256_shuffle_epi8(lut_im, code),
             );
-            ua = _mm256_add_epi16(ua, scale(_mm256_maddubs_epi16(r, xr)));
-            ub = _mm256_add_epi16(ub, scale(_mm256_maddubs_epi16(r, xi)));
-            uc = _mm256_add_epi16(uc, scale(_mm256_maddubs_epi16(i, xi)));
-            ud = _mm256_add_epi16(ud, scale(_mm256_maddubs_epi16(i, xr)));
-            let (r, i) = (
-                _mm256_shuffle_epi8(lut_re, cw),
-                _mm256_shuffle_epi8(lut_im, cw),
-            );
-            wa = _mm256_add_epi16(wa, scale(_mm256_maddubs_epi16(r, xr)));
-            wb = _mm256_add_epi16(wb, scale(_mm256_maddubs_epi16(r, xi)));
-            wc = _mm256_add_epi16(wc, scale(_mm256_maddubs_epi16(i, xi)));
-            wd = _mm256_add_epi16(wd, scale(_mm256_maddubs_epi16(i, xr)));
+            a = _mm256_add_epi16(a, scale(_mm256_maddubs_epi16(r, xr)));
+            b = _mm256_add_epi16(b, scale(_mm256_maddubs_epi16(r, xi)));
+            c = _mm256_add_epi16(c, scale(_mm256_maddubs_epi16(i, xi)));
+            dd = _mm256_add_epi16(dd, scale(_mm256_maddubs_epi16(i, xr)));
         }};
     }
     group!(0);
@@ -434,11 +448,28 @@ fn fused_sums<const SHIFT: bool>(
     group!(2);
     group!(3);
     let ones = _mm256_set1_epi16(1);
-    let widen = |v| _mm256_madd_epi16(v, ones);
-    (
-        [widen(ua), widen(ub), widen(uc), widen(ud)],
-        [widen(wa), widen(wb), widen(wc), widen(wd)],
-    )
+    let f = |v| _mm256_cvtepi32_ps(_mm256_madd_epi16(v, ones));
+    // SAFETY: bytes 0..4 of the record: the two f16 scales.
+    let halves = unsafe { rec.cast::<i32>().read_unaligned() };
+    let s = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(halves)), _mm_set1_ps(d));
+    let (s_re, s_im) = (
+        _mm256_broadcastss_ps(s),
+        _mm256_broadcastss_ps(_mm_movehdup_ps(s)),
+    );
+    let [mut y_re, mut y_im] = *y;
+    if W {
+        y_re = _mm256_fmadd_ps(s_re, f(a), y_re);
+        y_re = _mm256_fmadd_ps(s_im, f(c), y_re);
+        y_im = _mm256_fnmadd_ps(s_re, f(b), y_im);
+    } else {
+        y_re = _mm256_fmadd_ps(s_re, f(a), y_re);
+        y_re = _mm256_fnmadd_ps(s_im, f(c), y_re);
+        y_im = _mm256_fmadd_ps(s_re, f(b), y_im);
+    }
+    y_im = _mm256_fmadd_ps(s_im, f(dd), y_im);
+    *y = [y_re, y_im];
+    // one row at a time: interleaving two rows' sums would not fit the 16 vector registers
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 /// One output pair against up to [`MAX_COLS`] quantized columns: each stage record is decoded once
@@ -478,7 +509,7 @@ pub unsafe fn pair_dot_q8_cols(
             *d = [decode(us), decode(ws)];
         }
         for (y, x) in acc.iter_mut().zip(cols) {
-            let xb = col_block(x, b).unshifted();
+            let xb = col_block(x, b);
             for ([ud, wd], (us, ws)) in dec.iter().zip(&recs).take(stages) {
                 accumulate(y, us, ws, ud, wd, &xb);
             }

@@ -107,6 +107,15 @@ impl Q8Cols {
             }
             b_all += blocks;
         }
+        // a block whose four factors are equal (the common case) moves its factor m into the unit
+        // (d·m, factors 1): the same values, and the kernels skip the shifts
+        for (d, mb) in out.d.iter_mut().zip(out.mul.chunks_exact_mut(4)) {
+            let m = mb[0];
+            if m > 1 && mb.iter().all(|&v| v == m) {
+                *d *= f32::from(m);
+                mb.fill(1);
+            }
+        }
         for ((qb, nb), mb) in out
             .q
             .chunks_exact(QK)
