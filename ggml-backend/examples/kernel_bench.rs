@@ -171,7 +171,7 @@ fn main() {
                                 dst: &mut dst,
                                 precision,
                             }
-                            .run(kernel, pool.as_deref());
+                            .run(kernel, pool.as_ref());
                             r = (r + 1) % ring;
                         };
                         // enough products to touch the whole ring at least once, at least 8

@@ -776,7 +776,7 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
             match supports::check(&node.op_desc()) {
                 Ok(Supported::View) => stats.views += 1,
                 Ok(Supported::MulMat(plan)) => {
-                    if let Err(why) = run_mul_mat(node, &plan, cfg, pool.as_deref()) {
+                    if let Err(why) = run_mul_mat(node, &plan, cfg, pool.as_ref()) {
                         log_error(&format!(
                             "fairy2i: graph_compute: MUL_MAT '{}': {why}",
                             node.name()
@@ -798,8 +798,9 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
         if cfg.log >= 1 {
             let _ = writeln!(
                 std::io::stderr(),
-                "fairy2i: graph: {}; threads {threads}, kernel {} {}",
+                "fairy2i: graph: {}; threads {threads} ({}), kernel {} {}",
                 stats.summary(),
+                pool.as_ref().map_or("caller", crate::pool::Team::kind),
                 cfg.kernel.isa().name(),
                 cfg.precision.name()
             );
@@ -817,7 +818,7 @@ fn run_mul_mat(
     node: Tensor<'_>,
     plan: &MulMatPlan,
     cfg: &crate::device::Config,
-    pool: Option<&rayon::ThreadPool>,
+    pool: Option<&crate::pool::Team>,
 ) -> Result<(), String> {
     let w = node.src(0).ok_or("no src0")?;
     let x = node.src(1).ok_or("no src1")?;

@@ -4,10 +4,9 @@
 //! result (rows j.. of the first half and n+j.. of the second half of each of its columns), so the
 //! parallel part is safe Rust.
 
-use rayon::ThreadPool;
-
 use crate::kernels::q8::Q8Cols;
 use crate::kernels::{Kernel, QK, STAGE_BYTES};
+use crate::pool::Team;
 
 /// How activations enter the product (docs/backend.md §2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,7 +67,7 @@ impl MulMat<'_> {
     ///
     /// # Panics
     /// If the lengths are inconsistent (the caller validated them through `supports::check`).
-    pub fn run(self, kernel: Kernel, pool: Option<&ThreadPool>) {
+    pub fn run(self, kernel: Kernel, pool: Option<&Team>) {
         let MulMat {
             weights,
             k,
@@ -95,7 +94,7 @@ impl MulMat<'_> {
         // small products (e.g. a 1536 × 256 K/V projection for one token: ~30 µs) run on the calling
         // thread alone: waking a worker would cost as much as the work
         let pool = pool.filter(|_| row_bytes * n_rows * cols.len() >= MIN_PARALLEL_BYTES);
-        let threads = pool.map_or(1, |p| p.current_num_threads() + 1);
+        let threads = pool.map_or(1, Team::count);
         // enough tiles for load balance: about 4 per thread over pairs, columns in COL_TILE groups
         let col_tile = if cols.len() <= COL_TILE {
             cols.len()
@@ -167,20 +166,14 @@ impl MulMat<'_> {
             }
         };
         match pool {
-            Some(pool) => {
+            Some(team) => {
                 // every thread, the caller included, takes tiles from one queue until it is empty
                 let queue = std::sync::Mutex::new(tiles.into_iter());
                 let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                let drain = || {
+                team.run_on_all(&|| {
                     while let Some(tile) = next() {
                         work(tile);
                     }
-                };
-                pool.in_place_scope(|s| {
-                    for _ in 0..pool.current_num_threads() {
-                        s.spawn(|_| drain());
-                    }
-                    drain();
                 });
             }
             None => tiles.into_iter().for_each(work),
@@ -198,15 +191,10 @@ mod tests {
     #[test]
     fn mul_mat_matches_dequantized_reference() {
         let mut rng = Rng::new(3);
-        let pools: Vec<ThreadPool> = [2, 3]
-            .iter()
-            .map(|&t| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .unwrap()
-            })
-            .collect();
+        // rayon teams of 3 and 4 threads, and libgomp's when it is installed
+        let mut teams: Vec<Option<Team>> = vec![None];
+        teams.extend([3, 4].map(|n| crate::pool::rayon_pool(n).map(Team::Rayon)));
+        teams.push(crate::pool::tests::gomp_team(3));
         for (case, &(k, n_rows, stages, n_cols)) in [
             (256, 2, 1, 1),
             (512, 6, 2, 3),
@@ -236,7 +224,7 @@ mod tests {
                     Precision::Exact => 1e-10,
                     Precision::Q8 => 1e-4,
                 };
-                for pool in [None, Some(&pools[0]), Some(&pools[1])] {
+                for pool in teams.iter().map(Option::as_ref) {
                     let mut dst = vec![f32::NAN; n_rows * n_cols];
                     MulMat {
                         weights: &data,
@@ -258,7 +246,7 @@ mod tests {
                         err / norm <= max_nmse,
                         "case {case} {:?} {precision:?} threads {:?}: nmse {}",
                         kernel.isa(),
-                        pool.map(|p| p.current_num_threads()),
+                        pool,
                         err / norm
                     );
                 }
