@@ -32,8 +32,6 @@ impl Precision {
 /// Output pairs handled together for each column before moving to the next column: their weight
 /// rows (2 × 8 rows) stay in L1/L2 while the columns stream past.
 const PAIR_SUBTILE: usize = 8;
-/// Weight bytes × columns below which a product runs on the calling thread only.
-const MIN_PARALLEL_BYTES: usize = 256 << 10;
 /// Columns per tile for large batches.
 const COL_TILE: usize = 16;
 
@@ -90,10 +88,9 @@ impl MulMat<'_> {
             return;
         }
 
-        // the pool's workers and the calling thread
-        // small products (e.g. a 1536 × 256 K/V projection for one token: ~30 µs) run on the calling
-        // thread alone: waking a worker would cost as much as the work
-        let pool = pool.filter(|_| row_bytes * n_rows * cols.len() >= MIN_PARALLEL_BYTES);
+        // the team's threads, the calling one included; small products run on the calling thread
+        // alone when starting the team would cost as much as the work (see `Team::min_bytes`)
+        let pool = pool.filter(|t| row_bytes * n_rows * cols.len() >= t.min_bytes());
         let threads = pool.map_or(1, Team::count);
         // enough tiles for load balance: about 4 per thread over pairs, columns in COL_TILE groups
         let col_tile = if cols.len() <= COL_TILE {
@@ -201,7 +198,7 @@ mod tests {
             (768, 34, 3, 17),
             (1024, 64, 4, 2),
             (512, 130, 2, 40),
-            // above MIN_PARALLEL_BYTES: these run on the pools
+            // above the teams' min_bytes: these run on the teams
             (4096, 64, 2, 24),
             (2048, 512, 1, 2),
         ]

@@ -56,6 +56,16 @@ impl Team {
         }
     }
 
+    /// Weight bytes × columns below which a product runs on the calling thread alone. OpenMP's
+    /// workers spin between regions and start within a microsecond; rayon's sleep, and waking one
+    /// costs about as much as a 1536 × 256 K/V projection for one token (~30 µs).
+    pub fn min_bytes(&self) -> usize {
+        match self {
+            Team::Gomp { .. } => 16 << 10,
+            Team::Rayon(_) => 256 << 10,
+        }
+    }
+
     /// `openmp` or `rayon`.
     pub fn kind(&self) -> &'static str {
         match self {
