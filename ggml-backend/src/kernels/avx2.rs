@@ -150,6 +150,33 @@ fn code_luts() -> (__m256i, __m256i) {
     )
 }
 
+/// [`code_luts`] indexed by a nibble of two codes: `[re_lo, re_hi, im_lo, im_hi]`, where `*_lo` maps
+/// the code in bits 0–1 and `*_hi` the code in bits 2–3 (both 128-bit lanes).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn nibble_luts() -> [__m256i; 4] {
+    const RE: [i8; 4] = [2, 1, 0, 1];
+    const IM: [i8; 4] = [1, 2, 1, 0];
+    const fn table(axis: [i8; 4], hi: bool) -> [i8; 32] {
+        let mut t = [0i8; 32];
+        let mut n = 0;
+        while n < 32 {
+            let nib = n % 16;
+            t[n] = axis[if hi { nib >> 2 } else { nib & 3 }];
+            n += 1;
+        }
+        t
+    }
+    const T: [[i8; 32]; 4] = [
+        table(RE, false),
+        table(RE, true),
+        table(IM, false),
+        table(IM, true),
+    ];
+    // SAFETY: each table is 32 bytes.
+    T.map(|t| unsafe { _mm256_loadu_si256(t.as_ptr().cast()) })
+}
+
 /// Most columns [`pair_dot_q8_cols`] takes at once.
 pub const MAX_COLS: usize = 16;
 
@@ -183,10 +210,10 @@ fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
 }
 
 /// Integer sums `[A, B, C, D]` (see [`super`]) of one decoded stage record over one block of a
-/// quantized column, as eight 32-bit lanes each. `maddubs` multiplies the unsigned a+1 / b+1 by the
+/// quantized column, as sixteen 16-bit lanes each ([`row_epilogue`] widens them). `maddubs` multiplies the unsigned a+1 / b+1 by the
 /// int8 activations; a left shift by log2 m_g brings group g to the block's common step; the 16-bit
 /// accumulators (no overflow: see `q8::MAX_SHIFT`) start at −Σ m_g·q (`neg_re`, `neg_im`,
-/// precomputed per block by `Q8Cols`), which cancels the +1; one `madd` widens them to 32 bits.
+/// precomputed per block by `Q8Cols`), which cancels the +1.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn sums<const SHIFT: bool>(
@@ -212,110 +239,7 @@ fn sums<const SHIFT: bool>(
         c = _mm256_add_epi16(c, scale(_mm256_maddubs_epi16(wi, xi)));
         d = _mm256_add_epi16(d, scale(_mm256_maddubs_epi16(wi, xr)));
     }
-    let ones = _mm256_set1_epi16(1);
-    [
-        _mm256_madd_epi16(a, ones),
-        _mm256_madd_epi16(b, ones),
-        _mm256_madd_epi16(c, ones),
-        _mm256_madd_epi16(d, ones),
-    ]
-}
-
-/// One block of one quantized column, as [`accumulate`] reads it.
-struct ColBlock<'a> {
-    q: &'a [i8; 256],
-    shift: [__m128i; 4],
-    neg_re: __m256i,
-    neg_im: __m256i,
-    d: f32,
-    /// All four group factors are 1 (`Q8Cols::quantize` folds equal factors into `d`): no shifts.
-    uniform: bool,
-}
-
-/// Block `b` of column `x`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn col_block<'a>(x: &super::q8::Q8Col<'a>, b: usize) -> ColBlock<'a> {
-    let neg: &[i16; 32] = x.neg[b * 32..][..32].try_into().expect("32");
-    let mul: &[i16; 4] = x.mul[b * 4..][..4].try_into().expect("4");
-    // SAFETY: 32 i16 = 64 bytes; two 32-byte loads at 0 and 32.
-    let (neg_re, neg_im) = unsafe {
-        (
-            _mm256_loadu_si256(neg.as_ptr().cast()),
-            _mm256_loadu_si256(neg.as_ptr().add(16).cast()),
-        )
-    };
-    // m_g is a power of two ≤ 8: its exponent is the shift count
-    let sh = |m: i16| _mm_cvtsi32_si128(m.trailing_zeros() as i32);
-    ColBlock {
-        q: x.q[b * 2 * QC..][..2 * QC].try_into().expect("256"),
-        shift: [sh(mul[0]), sh(mul[1]), sh(mul[2]), sh(mul[3])],
-        neg_re,
-        neg_im,
-        d: x.d[b],
-        uniform: mul.iter().all(|&m| m == 1),
-    }
-}
-
-/// Adds one stage of one block of an output pair to the accumulators `y = [y_re, y_im]`:
-/// U row: y_re += d_re·A − d_im·C, y_im += d_re·B + d_im·D; W row: y_re += d_re·A + d_im·C,
-/// y_im += −d_re·B + d_im·D; every scale times the column block's unit step.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn accumulate(
-    y: &mut [__m256; 2],
-    us: &[u8; STAGE_BYTES],
-    ws: &[u8; STAGE_BYTES],
-    ud: &[__m256i; 8],
-    wd: &[__m256i; 8],
-    x: &ColBlock<'_>,
-) {
-    let (su, sw) = if x.uniform {
-        (
-            sums::<false>(ud, x.q, &x.shift, x.neg_re, x.neg_im),
-            sums::<false>(wd, x.q, &x.shift, x.neg_re, x.neg_im),
-        )
-    } else {
-        (
-            sums::<true>(ud, x.q, &x.shift, x.neg_re, x.neg_im),
-            sums::<true>(wd, x.q, &x.shift, x.neg_re, x.neg_im),
-        )
-    };
-    apply_scales(y, us, ws, su, sw, x.d);
-}
-
-/// The float part of [`accumulate`]: the integer sums of the U and W rows times their scales.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn apply_scales(
-    y: &mut [__m256; 2],
-    us: &[u8; STAGE_BYTES],
-    ws: &[u8; STAGE_BYTES],
-    [ua, ub, uc, udd]: [__m256i; 4],
-    [wa, wb, wc, wdd]: [__m256i; 4],
-    step: f32,
-) {
-    // scales: [u.d_re, u.d_im, w.d_re, w.d_im] · step
-    let halves = _mm_setr_epi32(
-        i32::from_le_bytes([us[0], us[1], us[2], us[3]]),
-        i32::from_le_bytes([ws[0], ws[1], ws[2], ws[3]]),
-        0,
-        0,
-    );
-    let s = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(step)));
-    let bc = |i: i32| _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(i));
-    let (su_re, su_im, sw_re, sw_im) = (bc(0), bc(1), bc(2), bc(3));
-    let f = _mm256_cvtepi32_ps;
-    let [mut y_re, mut y_im] = *y;
-    y_re = _mm256_fmadd_ps(su_re, f(ua), y_re);
-    y_re = _mm256_fnmadd_ps(su_im, f(uc), y_re);
-    y_re = _mm256_fmadd_ps(sw_re, f(wa), y_re);
-    y_re = _mm256_fmadd_ps(sw_im, f(wc), y_re);
-    y_im = _mm256_fmadd_ps(su_re, f(ub), y_im);
-    y_im = _mm256_fmadd_ps(su_im, f(udd), y_im);
-    y_im = _mm256_fnmadd_ps(sw_re, f(wb), y_im);
-    y_im = _mm256_fmadd_ps(sw_im, f(wdd), y_im);
-    *y = [y_re, y_im];
+    [a, b, c, d]
 }
 
 /// See [`super::Kernel::pair_dot_q8`].
@@ -408,16 +332,22 @@ unsafe fn row_sums<const W: bool, const SHIFT: bool>(
     sh: &[__m128i; 4],
     d: f32,
 ) {
-    let (lut_re, lut_im) = code_luts();
-    let m3 = _mm256_set1_epi8(3);
+    // a nibble holds the codes of two groups (bits 0–1: group 2h, bits 2–3: group 2h+1): one mask
+    // yields the shuffle indices of two groups, and the tables read the code they need
+    let [re_lo, re_hi, im_lo, im_hi] = nibble_luts();
+    let m15 = _mm256_set1_epi8(0x0f);
     // the activations of a block serve every row and stage: hiding the pointer keeps the compiler
     // from holding all eight vectors in registers across rows (it would spill them)
     let q = std::hint::black_box(q);
     // SAFETY: bytes 4..36 of the record; the 256 bytes at q (caller's contract).
     let qs = unsafe { _mm256_loadu_si256(rec.add(4).cast()) };
+    let nib = [
+        _mm256_and_si256(qs, m15),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(qs), m15),
+    ];
     let (mut a, mut b, mut c, mut dd) = (neg_re, neg_im, neg_im, neg_re);
     macro_rules! group {
-        ($g:literal) => {{
+        ($g:literal, $lut_re:ident, $lut_im:ident) => {{
             // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the block.
             let (xr, xi) = unsafe {
                 (
@@ -432,10 +362,10 @@ unsafe fn row_sums<const W: bool, const SHIFT: bool>(
                     v
                 }
             };
-            let code = _mm256_and_si256(_mm256_srli_epi16::<{ 2 * $g }>(qs), m3);
+            let code = nib[$g / 2];
             let (r, i) = (
-                _mm256_shuffle_epi8(lut_re, code),
-                _mm256_shuffle_epi8(lut_im, code),
+                _mm256_shuffle_epi8($lut_re, code),
+                _mm256_shuffle_epi8($lut_im, code),
             );
             a = _mm256_add_epi16(a, scale(_mm256_maddubs_epi16(r, xr)));
             b = _mm256_add_epi16(b, scale(_mm256_maddubs_epi16(r, xi)));
@@ -443,15 +373,32 @@ unsafe fn row_sums<const W: bool, const SHIFT: bool>(
             dd = _mm256_add_epi16(dd, scale(_mm256_maddubs_epi16(i, xr)));
         }};
     }
-    group!(0);
-    group!(1);
-    group!(2);
-    group!(3);
-    let ones = _mm256_set1_epi16(1);
-    let f = |v| _mm256_cvtepi32_ps(_mm256_madd_epi16(v, ones));
+    group!(0, re_lo, im_lo);
+    group!(1, re_hi, im_hi);
+    group!(2, re_lo, im_lo);
+    group!(3, re_hi, im_hi);
     // SAFETY: bytes 0..4 of the record: the two f16 scales.
     let halves = unsafe { rec.cast::<i32>().read_unaligned() };
-    let s = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(halves)), _mm_set1_ps(d));
+    row_epilogue::<W>(y, [a, b, c, dd], _mm_cvtph_ps(_mm_cvtsi32_si128(halves)), d);
+    // one row at a time: interleaving two rows' sums would not fit the 16 vector registers
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Adds one row's 16-bit sums `[A, B, C, D]` of one stage and block to `y = [y_re, y_im]`: U row
+/// (`W` false): y_re += d_re·A − d_im·C, y_im += d_re·B + d_im·D; W row: y_re += d_re·A + d_im·C,
+/// y_im += −d_re·B + d_im·D. `scales` holds (d_re, d_im) in its first two lanes; every scale is
+/// multiplied by the column block's unit step `d`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn row_epilogue<const W: bool>(
+    y: &mut [__m256; 2],
+    [a, b, c, dd]: [__m256i; 4],
+    scales: __m128,
+    d: f32,
+) {
+    let ones = _mm256_set1_epi16(1);
+    let f = |v| _mm256_cvtepi32_ps(_mm256_madd_epi16(v, ones));
+    let s = _mm_mul_ps(scales, _mm_set1_ps(d));
     let (s_re, s_im) = (
         _mm256_broadcastss_ps(s),
         _mm256_broadcastss_ps(_mm_movehdup_ps(s)),
@@ -468,16 +415,15 @@ unsafe fn row_sums<const W: bool, const SHIFT: bool>(
     }
     y_im = _mm256_fmadd_ps(s_im, f(dd), y_im);
     *y = [y_re, y_im];
-    // one row at a time: interleaving two rows' sums would not fit the 16 vector registers
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 /// One output pair against up to [`MAX_COLS`] quantized columns: each stage record is decoded once
-/// and used for every column. `out[c]` = (y[j], y[j+n]) for column c.
+/// per block and used for every column. `out[c]` = (y[j], y[j+n]) for column c; each column gets
+/// exactly what [`pair_dot_q8`] gives it (same integer sums, same float operations in the same order).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C. Lengths are as checked by `Kernel::pair_dot_q8_cols`
-/// (slices are only read through bounds-checked conversions, so wrong lengths panic, not UB).
+/// The CPU must support AVX2, FMA and F16C, and the lengths must be as `Kernel::pair_dot_q8_cols`
+/// checks them (`q8_lengths_agree` for every column): the kernel reads through raw pointers.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn pair_dot_q8_cols(
     u: &[u8],
@@ -490,28 +436,83 @@ pub unsafe fn pair_dot_q8_cols(
         cols.len() <= MAX_COLS && out.len() == cols.len(),
         "pair_dot_q8_cols: columns"
     );
-    let block_bytes = stages * STAGE_BYTES;
+    // SAFETY: forwarded from the caller's contract; `stages` is 1..=4 there.
+    unsafe {
+        match stages {
+            1 => pair_dot_q8_cols_t::<1>(u, w, cols, out),
+            2 => pair_dot_q8_cols_t::<2>(u, w, cols, out),
+            3 => pair_dot_q8_cols_t::<3>(u, w, cols, out),
+            _ => pair_dot_q8_cols_t::<4>(u, w, cols, out),
+        }
+    }
+}
+
+/// [`pair_dot_q8_cols`] for `T` stages.
+///
+/// # Safety
+/// As [`pair_dot_q8_cols`], with `T` the stage count the lengths were checked for.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn pair_dot_q8_cols_t<const T: usize>(
+    u: &[u8],
+    w: &[u8],
+    cols: &[super::q8::Q8Col<'_>],
+    out: &mut [(f32, f32)],
+) {
+    let block_bytes = T * STAGE_BYTES;
     let z = _mm256_setzero_ps();
     let mut acc = [[z, z]; MAX_COLS];
-    let blocks = u.chunks_exact(block_bytes).zip(w.chunks_exact(block_bytes));
     let zi = _mm256_setzero_si256();
-    // the decoded records of one block: [stage][U, W]
-    let mut dec = [[[zi; 8]; 2]; 4];
-    for (b, (ub, wb)) in blocks.enumerate() {
-        let recs: [(&[u8; STAGE_BYTES], &[u8; STAGE_BYTES]); 4] = std::array::from_fn(|s| {
-            let s = s.min(stages - 1);
-            (
-                ub[s * STAGE_BYTES..][..STAGE_BYTES].try_into().expect("36"),
-                wb[s * STAGE_BYTES..][..STAGE_BYTES].try_into().expect("36"),
-            )
-        });
-        for (d, (us, ws)) in dec.iter_mut().zip(&recs).take(stages) {
-            *d = [decode(us), decode(ws)];
+    // one block's records, decoded, and their scales: [stage][U, W]
+    let mut dec = [[[zi; 8]; 2]; T];
+    let mut scales = [[_mm_setzero_ps(); 2]; T];
+    let blocks = cols.first().map_or(0, |x| x.d.len());
+    for b in 0..blocks {
+        for (s, (dec, sc)) in dec.iter_mut().zip(scales.iter_mut()).enumerate() {
+            for (r, row) in [u, w].into_iter().enumerate() {
+                let rec: &[u8; STAGE_BYTES] = row[b * block_bytes + s * STAGE_BYTES..]
+                    [..STAGE_BYTES]
+                    .try_into()
+                    .expect("36-byte record");
+                dec[r] = decode(rec);
+                let halves = i32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                sc[r] = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
+            }
         }
         for (y, x) in acc.iter_mut().zip(cols) {
-            let xb = col_block(x, b);
-            for ([ud, wd], (us, ws)) in dec.iter().zip(&recs).take(stages) {
-                accumulate(y, us, ws, ud, wd, &xb);
+            // SAFETY: b < blocks; q holds 256 bytes, neg 32 i16, mul 4 i16 per block
+            // (q8_lengths_agree, checked for every column).
+            let (q, neg_re, neg_im, mul, d) = unsafe {
+                let neg = x.neg.as_ptr().add(b * 32);
+                (
+                    &*x.q.as_ptr().add(b * QK).cast::<[i8; QK]>(),
+                    _mm256_loadu_si256(neg.cast()),
+                    _mm256_loadu_si256(neg.add(16).cast()),
+                    x.mul
+                        .as_ptr()
+                        .add(b * 4)
+                        .cast::<[i16; 4]>()
+                        .read_unaligned(),
+                    *x.d.get_unchecked(b),
+                )
+            };
+            if mul == [1; 4] {
+                let sh = [_mm_setzero_si128(); 4];
+                for (dec, sc) in dec.iter().zip(&scales) {
+                    let su = sums::<false>(&dec[0], q, &sh, neg_re, neg_im);
+                    row_epilogue::<false>(y, su, sc[0], d);
+                    let sw = sums::<false>(&dec[1], q, &sh, neg_re, neg_im);
+                    row_epilogue::<true>(y, sw, sc[1], d);
+                }
+            } else {
+                // m_g is a power of two ≤ 8: its exponent is the shift count
+                let sh = mul.map(|m| _mm_cvtsi32_si128(m.trailing_zeros() as i32));
+                for (dec, sc) in dec.iter().zip(&scales) {
+                    let su = sums::<true>(&dec[0], q, &sh, neg_re, neg_im);
+                    row_epilogue::<false>(y, su, sc[0], d);
+                    let sw = sums::<true>(&dec[1], q, &sh, neg_re, neg_im);
+                    row_epilogue::<true>(y, sw, sc[1], d);
+                }
             }
         }
     }
