@@ -246,7 +246,7 @@ pub(crate) mod tests {
             });
             assert_eq!(calls.load(Ordering::Relaxed), team.count(), "{team:?}");
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                team.run_on_all(&|| panic!("boom"))
+                team.run_on_all(&|| panic!("an expected panic: pool test of panics in a team"))
             }));
             assert!(r.is_err(), "{team:?}");
         }
