@@ -73,7 +73,20 @@ fn bandwidth(threads: usize) -> (f64, f64) {
     )
 }
 
+extern "C" {
+    fn dlopen(file: *const std::ffi::c_char, mode: std::ffi::c_int) -> *mut std::ffi::c_void;
+}
+
+/// Loads libgomp as llama.cpp's OpenMP build of ggml-cpu does, so multi-thread rows run on the team
+/// the plugin uses there (`FAIRY2I_POOL=rayon` measures the rayon pool instead).
+fn load_openmp() -> bool {
+    const RTLD_NOW_GLOBAL: std::ffi::c_int = 2 | 0x100;
+    // SAFETY: dlopen with a NUL-terminated name; libgomp's initialisers are safe to run.
+    !unsafe { dlopen(c"libgomp.so.1".as_ptr(), RTLD_NOW_GLOBAL) }.is_null()
+}
+
 fn main() {
+    let openmp = load_openmp();
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -111,6 +124,17 @@ fn main() {
         "kernel", "prec", "type", "batch", "threads", "ms", "GB/s", "%", "cpu ms"
     );
     println!("(cpu ms: CPU time of the calling thread per product, 1-thread rows; insensitive to other load)");
+    if let Some(team) = ggml_fairy2i::pool::get(2) {
+        println!(
+            "(several threads: the {} team{})",
+            team.kind(),
+            if openmp {
+                ", libgomp loaded as in llama.cpp"
+            } else {
+                ""
+            }
+        );
+    }
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         seed ^= seed << 13;

@@ -22,6 +22,15 @@ const QMAX: f32 = 127.0;
 /// kernels' 16-bit sums cannot overflow: |Σ_g m_g·Σ (a+1)·q| ≤ 4·8·508 + the offset 4·8·254 < 2^15.
 const MAX_SHIFT: i32 = 3;
 
+/// Rounds `v` to the nearest integer (ties to even) for |v| < 2^22: adding and subtracting 1.5·2^23
+/// leaves no fraction bits. Baseline x86-64 has no rounding instruction, and `f32::round` would be a
+/// `roundf` call per value (measured: 0.5 % of generation time).
+#[inline(always)]
+fn round_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
 /// Quantized activation columns: per column `k` int8 values, per block of 128 complex entries the
 /// 128 real parts then the 128 imaginary parts; per block a unit scale, four group factors and the
 /// offsets the SIMD kernels start from.
@@ -101,7 +110,7 @@ impl Q8Cols {
                     let (xr, xi) = (&xr[32 * g..][..32], &xi[32 * g..][..32]);
                     for (dst, src) in qr.iter_mut().zip(xr).chain(qi.iter_mut().zip(xi)) {
                         // |src·inv| ≤ 127 up to rounding; the clamp keeps the cast in range
-                        *dst = (src * inv).round().clamp(-QMAX, QMAX) as i8;
+                        *dst = round_small(src * inv).clamp(-QMAX, QMAX) as i8;
                     }
                 }
             }
