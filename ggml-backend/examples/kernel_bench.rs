@@ -2,7 +2,8 @@
 //! F2I product speed per kernel, precision, type, batch and thread count (docs/backend.md §5).
 //! Not a test: `cargo run --release -p fairy2i-ggml-backend --example kernel_bench [K N]`
 //! (default 4096 × 4096). Mat-vec weights cycle through a ring of matrices of ≥ 256 MiB in total, so
-//! every product reads its weights from memory, as token generation does.
+//! every product reads its weights from memory, as token generation does (`KERNEL_BENCH_HOT=1`: one
+//! matrix, read from cache after the first product). `KERNEL_BENCH_ONLY="avx2 q8 w2 1 1"` runs one row.
 
 use std::time::Instant;
 
