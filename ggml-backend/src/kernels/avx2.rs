@@ -265,9 +265,8 @@ pub unsafe fn pair_dot_q8(
     }
 }
 
-/// [`pair_dot_q8`] for `T` stages: each row and stage record goes through [`row_sums`] on its
-/// own (U and W rows apart keep the 16-bit sums of one row in registers; the activations are
-/// memory operands, read from L1).
+/// [`pair_dot_q8`] for `T` stages: block by block, each stage's U and W records go through
+/// [`pair_sums`] (the activations are read from L1 for every stage).
 ///
 /// # Safety
 /// As [`pair_dot_q8`], with `T` the stage count the lengths were checked for.
@@ -296,8 +295,7 @@ unsafe fn pair_dot_q8_t<const T: usize>(u: &[u8], w: &[u8], x: super::q8::Q8Col<
                 let sh = [zero; 4];
                 for s in 0..T {
                     let off = s * STAGE_BYTES;
-                    row_sums::<false, false>(&mut y, ub.add(off), q, neg_re, neg_im, &sh, d);
-                    row_sums::<true, false>(&mut y, wb.add(off), q, neg_re, neg_im, &sh, d);
+                    pair_sums::<false>(&mut y, ub.add(off), wb.add(off), q, neg_re, neg_im, &sh, d);
                 }
             } else {
                 let m: [i16; 4] = std::array::from_fn(|g| *x.mul.get_unchecked(b * 4 + g));
@@ -305,8 +303,7 @@ unsafe fn pair_dot_q8_t<const T: usize>(u: &[u8], w: &[u8], x: super::q8::Q8Col<
                 let sh = m.map(|m| _mm_cvtsi32_si128(m.trailing_zeros() as i32));
                 for s in 0..T {
                     let off = s * STAGE_BYTES;
-                    row_sums::<false, true>(&mut y, ub.add(off), q, neg_re, neg_im, &sh, d);
-                    row_sums::<true, true>(&mut y, wb.add(off), q, neg_re, neg_im, &sh, d);
+                    pair_sums::<true>(&mut y, ub.add(off), wb.add(off), q, neg_re, neg_im, &sh, d);
                 }
             }
         }
@@ -314,38 +311,37 @@ unsafe fn pair_dot_q8_t<const T: usize>(u: &[u8], w: &[u8], x: super::q8::Q8Col<
     (hsum(y[0]), hsum(y[1]))
 }
 
-/// One stage record of one row against one block of a quantized column, added to `y`:
-/// the sums A, B, C, D of [`sums`] (decoded group by group, codes kept in registers), then
-/// U row (`W` false): y_re += d_re·A − d_im·C, y_im += d_re·B + d_im·D; W row: y_re += d_re·A +
-/// d_im·C, y_im += −d_re·B + d_im·D; every scale times the block's unit step `d`.
+/// The U and the W record of one stage against one block of a quantized column, added to `y`
+/// (see [`row_epilogue`]): the sums A, B, C, D of [`sums`] for each row, decoded group by group so the
+/// codes stay in registers, the activation loads shared by both rows.
 ///
 /// # Safety
-/// `rec` points at a 36-byte stage record, `q` at the block's 256 activation bytes.
+/// `ur` and `wr` point at 36-byte stage records, `q` at the block's 256 activation bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn row_sums<const W: bool, const SHIFT: bool>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn pair_sums<const SHIFT: bool>(
     y: &mut [__m256; 2],
-    rec: *const u8,
+    ur: *const u8,
+    wr: *const u8,
     q: *const i8,
     neg_re: __m256i,
     neg_im: __m256i,
     sh: &[__m128i; 4],
     d: f32,
 ) {
-    // a nibble holds the codes of two groups (bits 0–1: group 2h, bits 2–3: group 2h+1): one mask
-    // yields the shuffle indices of two groups, and the tables read the code they need
     let [re_lo, re_hi, im_lo, im_hi] = nibble_luts();
     let m15 = _mm256_set1_epi8(0x0f);
-    // the activations of a block serve every row and stage: hiding the pointer keeps the compiler
-    // from holding all eight vectors in registers across rows (it would spill them)
     let q = std::hint::black_box(q);
-    // SAFETY: bytes 4..36 of the record; the 256 bytes at q (caller's contract).
-    let qs = unsafe { _mm256_loadu_si256(rec.add(4).cast()) };
-    let nib = [
-        _mm256_and_si256(qs, m15),
-        _mm256_and_si256(_mm256_srli_epi16::<4>(qs), m15),
-    ];
-    let (mut a, mut b, mut c, mut dd) = (neg_re, neg_im, neg_im, neg_re);
+    // SAFETY: bytes 4..36 of the records; the 256 bytes at q (caller's contract).
+    let (uq, wq) = unsafe {
+        (
+            _mm256_loadu_si256(ur.add(4).cast()),
+            _mm256_loadu_si256(wr.add(4).cast()),
+        )
+    };
+    let (mut ua, mut ub, mut uc, mut ud) = (neg_re, neg_im, neg_im, neg_re);
+    let (mut wa, mut wb, mut wc, mut wd) = (neg_re, neg_im, neg_im, neg_re);
     macro_rules! group {
         ($g:literal, $lut_re:ident, $lut_im:ident) => {{
             // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the block.
@@ -362,26 +358,45 @@ unsafe fn row_sums<const W: bool, const SHIFT: bool>(
                     v
                 }
             };
-            let code = nib[$g / 2];
+            let nib = |v| {
+                if $g < 2 {
+                    _mm256_and_si256(v, m15)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), m15)
+                }
+            };
+            let (cu, cw) = (nib(uq), nib(wq));
             let (r, i) = (
-                _mm256_shuffle_epi8($lut_re, code),
-                _mm256_shuffle_epi8($lut_im, code),
+                _mm256_shuffle_epi8($lut_re, cu),
+                _mm256_shuffle_epi8($lut_im, cu),
             );
-            a = _mm256_add_epi16(a, scale(_mm256_maddubs_epi16(r, xr)));
-            b = _mm256_add_epi16(b, scale(_mm256_maddubs_epi16(r, xi)));
-            c = _mm256_add_epi16(c, scale(_mm256_maddubs_epi16(i, xi)));
-            dd = _mm256_add_epi16(dd, scale(_mm256_maddubs_epi16(i, xr)));
+            ua = _mm256_add_epi16(ua, scale(_mm256_maddubs_epi16(r, xr)));
+            ub = _mm256_add_epi16(ub, scale(_mm256_maddubs_epi16(r, xi)));
+            uc = _mm256_add_epi16(uc, scale(_mm256_maddubs_epi16(i, xi)));
+            ud = _mm256_add_epi16(ud, scale(_mm256_maddubs_epi16(i, xr)));
+            let (r, i) = (
+                _mm256_shuffle_epi8($lut_re, cw),
+                _mm256_shuffle_epi8($lut_im, cw),
+            );
+            wa = _mm256_add_epi16(wa, scale(_mm256_maddubs_epi16(r, xr)));
+            wb = _mm256_add_epi16(wb, scale(_mm256_maddubs_epi16(r, xi)));
+            wc = _mm256_add_epi16(wc, scale(_mm256_maddubs_epi16(i, xi)));
+            wd = _mm256_add_epi16(wd, scale(_mm256_maddubs_epi16(i, xr)));
         }};
     }
     group!(0, re_lo, im_lo);
     group!(1, re_hi, im_hi);
     group!(2, re_lo, im_lo);
     group!(3, re_hi, im_hi);
-    // SAFETY: bytes 0..4 of the record: the two f16 scales.
-    let halves = unsafe { rec.cast::<i32>().read_unaligned() };
-    row_epilogue::<W>(y, [a, b, c, dd], _mm_cvtph_ps(_mm_cvtsi32_si128(halves)), d);
-    // one row at a time: interleaving two rows' sums would not fit the 16 vector registers
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: bytes 0..4 of the records: the two f16 scales.
+    let (uh, wh) = unsafe {
+        (
+            ur.cast::<i32>().read_unaligned(),
+            wr.cast::<i32>().read_unaligned(),
+        )
+    };
+    row_epilogue::<false>(y, [ua, ub, uc, ud], _mm_cvtph_ps(_mm_cvtsi32_si128(uh)), d);
+    row_epilogue::<true>(y, [wa, wb, wc, wd], _mm_cvtph_ps(_mm_cvtsi32_si128(wh)), d);
 }
 
 /// Adds one row's 16-bit sums `[A, B, C, D]` of one stage and block to `y = [y_re, y_im]`: U row
