@@ -134,24 +134,8 @@ pub unsafe fn pair_dot(
 }
 
 /// The byte-shuffle tables of the int8 path: code c ↦ a+1 (real axis: 2, 1, 0, 1) and b+1
-/// (imaginary axis: 1, 2, 1, 0), in both 128-bit lanes.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn code_luts() -> (__m256i, __m256i) {
-    (
-        _mm256_setr_epi8(
-            2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0, 0,
-        ),
-        _mm256_setr_epi8(
-            1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0, 0,
-        ),
-    )
-}
-
-/// [`code_luts`] indexed by a nibble of two codes: `[re_lo, re_hi, im_lo, im_hi]`, where `*_lo` maps
-/// the code in bits 0–1 and `*_hi` the code in bits 2–3 (both 128-bit lanes).
+/// (imaginary axis: 1, 2, 1, 0), indexed by a nibble of two codes: `[re_lo, re_hi, im_lo, im_hi]`,
+/// where `*_lo` maps the code in bits 0–1 and `*_hi` the code in bits 2–3 (both 128-bit lanes).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn nibble_luts() -> [__m256i; 4] {
@@ -183,35 +167,34 @@ pub const MAX_COLS: usize = 16;
 /// The decoded weights of one stage record, int8 path (docs/backend.md §2.4): for each group g
 /// (entries 32g..32g+32) the unsigned weights a+1 (real axis: 2, 1, 0, 1 for codes 0..3) and b+1
 /// (imaginary axis: 1, 2, 1, 0), as `[a0, b0, a1, b1, a2, b2, a3, b3]`. Codes of group g are
-/// `(qs >> 2g) & 3` per byte; a byte shuffle maps them.
+/// `(qs >> 2g) & 3` per byte; a byte shuffle of each nibble maps them ([`nibble_luts`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
-    let (lut_re, lut_im) = code_luts();
-    let m3 = _mm256_set1_epi8(3);
+    let [re_lo, re_hi, im_lo, im_hi] = nibble_luts();
+    let m15 = _mm256_set1_epi8(0x0f);
     // SAFETY: bytes 4..36 of a 36-byte record.
     let qs = unsafe { _mm256_loadu_si256(rec.as_ptr().add(4).cast()) };
-    let c = [
-        _mm256_and_si256(qs, m3),
-        _mm256_and_si256(_mm256_srli_epi16::<2>(qs), m3),
-        _mm256_and_si256(_mm256_srli_epi16::<4>(qs), m3),
-        _mm256_and_si256(_mm256_srli_epi16::<6>(qs), m3),
-    ];
+    // nibbles of groups 0–1 and of groups 2–3
+    let (n01, n23) = (
+        _mm256_and_si256(qs, m15),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(qs), m15),
+    );
     [
-        _mm256_shuffle_epi8(lut_re, c[0]),
-        _mm256_shuffle_epi8(lut_im, c[0]),
-        _mm256_shuffle_epi8(lut_re, c[1]),
-        _mm256_shuffle_epi8(lut_im, c[1]),
-        _mm256_shuffle_epi8(lut_re, c[2]),
-        _mm256_shuffle_epi8(lut_im, c[2]),
-        _mm256_shuffle_epi8(lut_re, c[3]),
-        _mm256_shuffle_epi8(lut_im, c[3]),
+        _mm256_shuffle_epi8(re_lo, n01),
+        _mm256_shuffle_epi8(im_lo, n01),
+        _mm256_shuffle_epi8(re_hi, n01),
+        _mm256_shuffle_epi8(im_hi, n01),
+        _mm256_shuffle_epi8(re_lo, n23),
+        _mm256_shuffle_epi8(im_lo, n23),
+        _mm256_shuffle_epi8(re_hi, n23),
+        _mm256_shuffle_epi8(im_hi, n23),
     ]
 }
 
 /// Integer sums `[A, B, C, D]` (see [`super`]) of one decoded stage record over one block of a
-/// quantized column, as sixteen 16-bit lanes each ([`row_epilogue`] widens them). `maddubs` multiplies the unsigned a+1 / b+1 by the
-/// int8 activations; a left shift by log2 m_g brings group g to the block's common step; the 16-bit
+/// quantized column, as sixteen 16-bit lanes each ([`row_epilogue`] widens them). `maddubs`
+/// multiplies the unsigned a+1 / b+1 by the int8 activations; a left shift by log2 m_g brings group g to the block's common step; the 16-bit
 /// accumulators (no overflow: see `q8::MAX_SHIFT`) start at −Σ m_g·q (`neg_re`, `neg_im`,
 /// precomputed per block by `Q8Cols`), which cancels the +1.
 #[target_feature(enable = "avx2,fma,f16c")]
