@@ -194,9 +194,9 @@ fn decode(rec: &[u8; STAGE_BYTES]) -> [__m256i; 8] {
 
 /// Integer sums `[A, B, C, D]` (see [`super`]) of one decoded stage record over one block of a
 /// quantized column, as sixteen 16-bit lanes each ([`row_epilogue`] widens them). `maddubs`
-/// multiplies the unsigned a+1 / b+1 by the int8 activations; a left shift by log2 m_g brings group g to the block's common step; the 16-bit
-/// accumulators (no overflow: see `q8::MAX_SHIFT`) start at −Σ m_g·q (`neg_re`, `neg_im`,
-/// precomputed per block by `Q8Cols`), which cancels the +1.
+/// multiplies the unsigned a+1 / b+1 by the int8 activations; a left shift by log2 m_g brings group g
+/// to the block's common step; the 16-bit accumulators (no overflow: see `q8::MAX_SHIFT`) start at
+/// −Σ m_g·q (`neg_re`, `neg_im`, precomputed per block by `Q8Cols`), which cancels the +1.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn sums<const SHIFT: bool>(
