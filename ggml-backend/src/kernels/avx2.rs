@@ -206,7 +206,7 @@ fn sums<const SHIFT: bool>(
     neg_re: __m256i,
     neg_im: __m256i,
 ) -> [__m256i; 4] {
-    let (mut a, mut b, mut c, mut d) = (neg_re, neg_im, neg_im, neg_re);
+    let mut acc = [neg_re, neg_im, neg_im, neg_re];
     for g in 0..4 {
         // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the 256-byte block.
         let (xr, xi) = unsafe {
@@ -215,14 +215,29 @@ fn sums<const SHIFT: bool>(
                 _mm256_loadu_si256(q.as_ptr().add(128 + 32 * g).cast()),
             )
         };
-        let (wr, wi, sh) = (dec[2 * g], dec[2 * g + 1], shift[g]);
-        let scale = |v| if SHIFT { _mm256_sll_epi16(v, sh) } else { v };
-        a = _mm256_add_epi16(a, scale(_mm256_maddubs_epi16(wr, xr)));
-        b = _mm256_add_epi16(b, scale(_mm256_maddubs_epi16(wr, xi)));
-        c = _mm256_add_epi16(c, scale(_mm256_maddubs_epi16(wi, xi)));
-        d = _mm256_add_epi16(d, scale(_mm256_maddubs_epi16(wi, xr)));
+        madd4::<SHIFT>(&mut acc, dec[2 * g], dec[2 * g + 1], xr, xi, shift[g]);
     }
-    [a, b, c, d]
+    acc
+}
+
+/// Adds one group's products to the sums `[A, B, C, D]`: the real-axis weights `r` (a+1) against x_re
+/// and x_im, the imaginary-axis weights `i` (b+1) against x_im and x_re, each 16-bit pair sum shifted
+/// left by the group's `sh` when `SHIFT`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn madd4<const SHIFT: bool>(
+    acc: &mut [__m256i; 4],
+    r: __m256i,
+    i: __m256i,
+    xr: __m256i,
+    xi: __m256i,
+    sh: __m128i,
+) {
+    let scale = |v| if SHIFT { _mm256_sll_epi16(v, sh) } else { v };
+    acc[0] = _mm256_add_epi16(acc[0], scale(_mm256_maddubs_epi16(r, xr)));
+    acc[1] = _mm256_add_epi16(acc[1], scale(_mm256_maddubs_epi16(r, xi)));
+    acc[2] = _mm256_add_epi16(acc[2], scale(_mm256_maddubs_epi16(i, xi)));
+    acc[3] = _mm256_add_epi16(acc[3], scale(_mm256_maddubs_epi16(i, xr)));
 }
 
 /// See [`super::Kernel::pair_dot_q8`].
@@ -323,8 +338,8 @@ unsafe fn pair_sums<const SHIFT: bool>(
             _mm256_loadu_si256(wr.add(4).cast()),
         )
     };
-    let (mut ua, mut ub, mut uc, mut ud) = (neg_re, neg_im, neg_im, neg_re);
-    let (mut wa, mut wb, mut wc, mut wd) = (neg_re, neg_im, neg_im, neg_re);
+    // [U, W]: each row's sums A, B, C, D
+    let mut acc = [[neg_re, neg_im, neg_im, neg_re]; 2];
     macro_rules! group {
         ($g:literal, $lut_re:ident, $lut_im:ident) => {{
             // SAFETY: 32·g + 32 ≤ 128 and 128 + 32·g + 32 ≤ 256: inside the block.
@@ -334,37 +349,18 @@ unsafe fn pair_sums<const SHIFT: bool>(
                     _mm256_loadu_si256(q.add(128 + 32 * $g).cast()),
                 )
             };
-            let scale = |v| {
-                if SHIFT {
-                    _mm256_sll_epi16(v, sh[$g])
+            for (acc, qs) in acc.iter_mut().zip([uq, wq]) {
+                let code = if $g < 2 {
+                    _mm256_and_si256(qs, m15)
                 } else {
-                    v
-                }
-            };
-            let nib = |v| {
-                if $g < 2 {
-                    _mm256_and_si256(v, m15)
-                } else {
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), m15)
-                }
-            };
-            let (cu, cw) = (nib(uq), nib(wq));
-            let (r, i) = (
-                _mm256_shuffle_epi8($lut_re, cu),
-                _mm256_shuffle_epi8($lut_im, cu),
-            );
-            ua = _mm256_add_epi16(ua, scale(_mm256_maddubs_epi16(r, xr)));
-            ub = _mm256_add_epi16(ub, scale(_mm256_maddubs_epi16(r, xi)));
-            uc = _mm256_add_epi16(uc, scale(_mm256_maddubs_epi16(i, xi)));
-            ud = _mm256_add_epi16(ud, scale(_mm256_maddubs_epi16(i, xr)));
-            let (r, i) = (
-                _mm256_shuffle_epi8($lut_re, cw),
-                _mm256_shuffle_epi8($lut_im, cw),
-            );
-            wa = _mm256_add_epi16(wa, scale(_mm256_maddubs_epi16(r, xr)));
-            wb = _mm256_add_epi16(wb, scale(_mm256_maddubs_epi16(r, xi)));
-            wc = _mm256_add_epi16(wc, scale(_mm256_maddubs_epi16(i, xi)));
-            wd = _mm256_add_epi16(wd, scale(_mm256_maddubs_epi16(i, xr)));
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(qs), m15)
+                };
+                let (r, i) = (
+                    _mm256_shuffle_epi8($lut_re, code),
+                    _mm256_shuffle_epi8($lut_im, code),
+                );
+                madd4::<SHIFT>(acc, r, i, xr, xi, sh[$g]);
+            }
         }};
     }
     group!(0, re_lo, im_lo);
@@ -378,8 +374,8 @@ unsafe fn pair_sums<const SHIFT: bool>(
             wr.cast::<i32>().read_unaligned(),
         )
     };
-    row_epilogue::<false>(y, [ua, ub, uc, ud], _mm_cvtph_ps(_mm_cvtsi32_si128(uh)), d);
-    row_epilogue::<true>(y, [wa, wb, wc, wd], _mm_cvtph_ps(_mm_cvtsi32_si128(wh)), d);
+    row_epilogue::<false>(y, acc[0], _mm_cvtph_ps(_mm_cvtsi32_si128(uh)), d);
+    row_epilogue::<true>(y, acc[1], _mm_cvtph_ps(_mm_cvtsi32_si128(wh)), d);
 }
 
 /// Adds one row's 16-bit sums `[A, B, C, D]` of one stage and block to `y = [y_re, y_im]`: U row
