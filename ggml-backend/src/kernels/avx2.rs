@@ -240,6 +240,49 @@ fn madd4<const SHIFT: bool>(
     acc[3] = _mm256_add_epi16(acc[3], scale(_mm256_maddubs_epi16(i, xr)));
 }
 
+/// Block `b` of a quantized column, as both int8 kernels read it.
+struct ColBlock<'a> {
+    /// The block's 256 activation bytes (128 real, then 128 imaginary parts).
+    q: &'a [i8; QK],
+    /// The offsets the 16-bit sums start from (see [`sums`]).
+    neg_re: __m256i,
+    neg_im: __m256i,
+    /// Shift counts log2 m_g of the four groups; `None` when all factors are 1 (`Q8Cols::quantize`
+    /// folds equal factors into `d`), so the kernels skip the shifts.
+    shift: Option<[__m128i; 4]>,
+    /// The unit step.
+    d: f32,
+}
+
+/// Block `b` of column `x`.
+///
+/// # Safety
+/// `b` is below the column's block count and the column's lengths agree (`q8_lengths_agree`): q holds
+/// 256 bytes, neg 32 i16 and mul 4 i16 per block.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn col_block<'a>(x: &super::q8::Q8Col<'a>, b: usize) -> ColBlock<'a> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let neg = x.neg.as_ptr().add(b * 32);
+        let mul = x
+            .mul
+            .as_ptr()
+            .add(b * 4)
+            .cast::<[i16; 4]>()
+            .read_unaligned();
+        ColBlock {
+            q: &*x.q.as_ptr().add(b * QK).cast::<[i8; QK]>(),
+            neg_re: _mm256_loadu_si256(neg.cast()),
+            neg_im: _mm256_loadu_si256(neg.add(16).cast()),
+            // m_g is a power of two ≤ 8: its exponent is the shift count
+            shift: (mul != [1; 4])
+                .then(|| mul.map(|m| _mm_cvtsi32_si128(m.trailing_zeros() as i32))),
+            d: *x.d.get_unchecked(b),
+        }
+    }
+}
+
 /// See [`super::Kernel::pair_dot_q8`].
 ///
 /// # Safety
@@ -274,34 +317,29 @@ unsafe fn pair_dot_q8_t<const T: usize>(u: &[u8], w: &[u8], x: super::q8::Q8Col<
     let block_bytes = T * STAGE_BYTES;
     let z = _mm256_setzero_ps();
     let mut y = [z, z];
-    let zero = _mm_setzero_si128();
+    let zero = [_mm_setzero_si128(); 4];
     for b in 0..x.d.len() {
-        // SAFETY: b < blocks; q holds 256 bytes, neg 32 i16, mul 4 i16 per block; u and w hold
-        // block_bytes per block (q8_lengths_agree).
+        // SAFETY: b < blocks and the lengths agree (q8_lengths_agree): the column's block b, and
+        // block_bytes of u and w per block.
         unsafe {
-            let q = x.q.as_ptr().add(b * QK);
-            let neg = x.neg.as_ptr().add(b * 32);
-            let neg_re = _mm256_loadu_si256(neg.cast());
-            let neg_im = _mm256_loadu_si256(neg.add(16).cast());
-            let mul = x.mul.as_ptr().add(b * 4).cast::<u64>().read_unaligned();
-            let d = *x.d.get_unchecked(b);
+            let c = col_block(&x, b);
+            let q = c.q.as_ptr();
             let (ub, wb) = (
                 u.as_ptr().add(b * block_bytes),
                 w.as_ptr().add(b * block_bytes),
             );
-            if mul == 0x0001_0001_0001_0001 {
-                let sh = [zero; 4];
-                for s in 0..T {
-                    let off = s * STAGE_BYTES;
-                    pair_sums::<false>(&mut y, ub.add(off), wb.add(off), q, neg_re, neg_im, &sh, d);
+            match &c.shift {
+                None => {
+                    for s in 0..T {
+                        let (ur, wr) = (ub.add(s * STAGE_BYTES), wb.add(s * STAGE_BYTES));
+                        pair_sums::<false>(&mut y, ur, wr, q, c.neg_re, c.neg_im, &zero, c.d);
+                    }
                 }
-            } else {
-                let m: [i16; 4] = std::array::from_fn(|g| *x.mul.get_unchecked(b * 4 + g));
-                // m_g is a power of two ≤ 8: its exponent is the shift count
-                let sh = m.map(|m| _mm_cvtsi32_si128(m.trailing_zeros() as i32));
-                for s in 0..T {
-                    let off = s * STAGE_BYTES;
-                    pair_sums::<true>(&mut y, ub.add(off), wb.add(off), q, neg_re, neg_im, &sh, d);
+                Some(sh) => {
+                    for s in 0..T {
+                        let (ur, wr) = (ub.add(s * STAGE_BYTES), wb.add(s * STAGE_BYTES));
+                        pair_sums::<true>(&mut y, ur, wr, q, c.neg_re, c.neg_im, sh, c.d);
+                    }
                 }
             }
         }
@@ -474,38 +512,25 @@ unsafe fn pair_dot_q8_cols_t<const T: usize>(
             }
         }
         for (y, x) in acc.iter_mut().zip(cols) {
-            // SAFETY: b < blocks; q holds 256 bytes, neg 32 i16, mul 4 i16 per block
-            // (q8_lengths_agree, checked for every column).
-            let (q, neg_re, neg_im, mul, d) = unsafe {
-                let neg = x.neg.as_ptr().add(b * 32);
-                (
-                    &*x.q.as_ptr().add(b * QK).cast::<[i8; QK]>(),
-                    _mm256_loadu_si256(neg.cast()),
-                    _mm256_loadu_si256(neg.add(16).cast()),
-                    x.mul
-                        .as_ptr()
-                        .add(b * 4)
-                        .cast::<[i16; 4]>()
-                        .read_unaligned(),
-                    *x.d.get_unchecked(b),
-                )
-            };
-            if mul == [1; 4] {
-                let sh = [_mm_setzero_si128(); 4];
-                for (dec, sc) in dec.iter().zip(&scales) {
-                    let su = sums::<false>(&dec[0], q, &sh, neg_re, neg_im);
-                    row_epilogue::<false>(y, su, sc[0], d);
-                    let sw = sums::<false>(&dec[1], q, &sh, neg_re, neg_im);
-                    row_epilogue::<true>(y, sw, sc[1], d);
+            // SAFETY: b < blocks and the lengths agree for every column (q8_lengths_agree).
+            let c = unsafe { col_block(x, b) };
+            match &c.shift {
+                None => {
+                    let zero = [_mm_setzero_si128(); 4];
+                    for (dec, sc) in dec.iter().zip(&scales) {
+                        let su = sums::<false>(&dec[0], c.q, &zero, c.neg_re, c.neg_im);
+                        row_epilogue::<false>(y, su, sc[0], c.d);
+                        let sw = sums::<false>(&dec[1], c.q, &zero, c.neg_re, c.neg_im);
+                        row_epilogue::<true>(y, sw, sc[1], c.d);
+                    }
                 }
-            } else {
-                // m_g is a power of two ≤ 8: its exponent is the shift count
-                let sh = mul.map(|m| _mm_cvtsi32_si128(m.trailing_zeros() as i32));
-                for (dec, sc) in dec.iter().zip(&scales) {
-                    let su = sums::<true>(&dec[0], q, &sh, neg_re, neg_im);
-                    row_epilogue::<false>(y, su, sc[0], d);
-                    let sw = sums::<true>(&dec[1], q, &sh, neg_re, neg_im);
-                    row_epilogue::<true>(y, sw, sc[1], d);
+                Some(sh) => {
+                    for (dec, sc) in dec.iter().zip(&scales) {
+                        let su = sums::<true>(&dec[0], c.q, sh, c.neg_re, c.neg_im);
+                        row_epilogue::<false>(y, su, sc[0], c.d);
+                        let sw = sums::<true>(&dec[1], c.q, sh, c.neg_re, c.neg_im);
+                        row_epilogue::<true>(y, sw, sc[1], c.d);
+                    }
                 }
             }
         }
