@@ -143,12 +143,8 @@ fn main() {
         seed ^= seed << 17;
         seed
     };
-    let best = Kernel::best();
-    let kernels: Vec<Kernel> = if best == Kernel::scalar() {
-        vec![best]
-    } else {
-        vec![best, Kernel::scalar()]
-    };
+    // every kernel this CPU runs, best first
+    let kernels: Vec<Kernel> = Kernel::available().into_iter().rev().collect();
     for stages in [1usize, 2, 4] {
         let row_bytes = k / QK * stages * STAGE_BYTES;
         let mat_bytes = row_bytes * n_rows;

@@ -77,7 +77,9 @@ pub fn score() -> i32 {
     match Kernel::best().isa() {
         Isa::Scalar => 1,
         Isa::Avx2 => 5,
+        Isa::AvxVnni => 6,
         Isa::Avx512 => 10,
+        Isa::Avx512Vnni => 12,
     }
 }
 

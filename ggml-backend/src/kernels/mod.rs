@@ -21,6 +21,8 @@ pub mod scalar;
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod vnni;
 
 /// Bytes of one stage record: `d_re`, `d_im` (f16) and 32 bytes of codes.
 pub const STAGE_BYTES: usize = 36;
@@ -36,20 +38,33 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA.
     Avx2,
+    /// AVX2 + FMA with AVX-VNNI (256-bit `vpdpbusd`) for the int8 path.
+    AvxVnni,
     /// AVX-512 F/BW/VL.
     Avx512,
+    /// AVX-512 F/BW/VL with VNNI (512-bit `vpdpbusd`) for the int8 path.
+    Avx512Vnni,
 }
 
 impl Isa {
     /// Every instruction set, best last.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+    pub const ALL: [Isa; 5] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+    ];
 
-    /// Lower-case name (`scalar`, `avx2`, `avx512`), as accepted by `FAIRY2I_ISA`.
+    /// Lower-case name (`scalar`, `avx2`, `avxvnni`, `avx512`, `avx512vnni`), as accepted by
+    /// `FAIRY2I_ISA`.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
             Isa::Avx512 => "avx512",
+            Isa::Avx512Vnni => "avx512vnni",
         }
     }
 
@@ -71,12 +86,16 @@ impl Isa {
                     && is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => is_x86_feature_detected!("avxvnni") && Isa::Avx2.is_available(),
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vl")
                     && Isa::Avx2.is_available()
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => is_x86_feature_detected!("avx512vnni") && Isa::Avx512.is_available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -148,11 +167,11 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a Kernel with this isa exists only when the CPU supports AVX2+FMA
             // (Kernel::new); the lengths were checked above.
-            Isa::Avx2 => unsafe { avx2::pair_dot(u, w, stages, x_re, x_im) },
+            Isa::Avx2 | Isa::AvxVnni => unsafe { avx2::pair_dot(u, w, stages, x_re, x_im) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a Kernel with this isa exists only when the CPU supports AVX-512 F/BW/VL
             // (Kernel::new); the lengths were checked above.
-            Isa::Avx512 => unsafe { avx512::pair_dot(u, w, stages, x_re, x_im) },
+            Isa::Avx512 | Isa::Avx512Vnni => unsafe { avx512::pair_dot(u, w, stages, x_re, x_im) },
             #[cfg(not(target_arch = "x86_64"))]
             _ => scalar::pair_dot(u, w, stages, x_re, x_im),
         }
@@ -174,6 +193,14 @@ impl Kernel {
             // SAFETY: a Kernel with isa Avx2 or Avx512 exists only when the CPU supports AVX2, FMA
             // and F16C (Kernel::new, Isa::is_available); the lengths were checked above.
             Isa::Avx2 | Isa::Avx512 => unsafe { avx2::pair_dot_q8(u, w, stages, x) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a Kernel with isa AvxVnni exists only when the CPU supports AVX-VNNI, AVX2,
+            // FMA and F16C; the lengths were checked above.
+            Isa::AvxVnni => unsafe { vnni::pair_dot_q8_256(u, w, stages, x) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a Kernel with isa Avx512Vnni exists only when the CPU supports AVX-512
+            // F/BW/VL/VNNI and AVX2, FMA, F16C; the lengths were checked above.
+            Isa::Avx512Vnni => unsafe { vnni::pair_dot_q8_512(u, w, stages, x) },
             #[cfg(not(target_arch = "x86_64"))]
             _ => q8::pair_dot(u, w, stages, x),
         }
@@ -218,6 +245,27 @@ impl Kernel {
                     unsafe { avx2::pair_dot_q8_cols(u, w, stages, cs, os) };
                 }
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni | Isa::Avx512Vnni => {
+                for (cs, os) in cols
+                    .chunks(vnni::MAX_COLS)
+                    .zip(out.chunks_mut(vnni::MAX_COLS))
+                {
+                    assert!(
+                        cs.iter().all(|x| q8_lengths_agree(u, w, stages, x)),
+                        "pair_dot_q8_cols: inconsistent lengths"
+                    );
+                    if self.isa == Isa::AvxVnni {
+                        // SAFETY: a Kernel with isa AvxVnni exists only when the CPU supports
+                        // AVX-VNNI, AVX2, FMA and F16C; the lengths were checked above.
+                        unsafe { vnni::pair_dot_q8_cols_256(u, w, stages, cs, os) };
+                    } else {
+                        // SAFETY: a Kernel with isa Avx512Vnni exists only when the CPU supports
+                        // AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; the lengths were checked above.
+                        unsafe { vnni::pair_dot_q8_cols_512(u, w, stages, cs, os) };
+                    }
+                }
+            }
             _ => {
                 for (x, o) in cols.iter().zip(out.iter_mut()) {
                     *o = self.pair_dot_q8(u, w, stages, *x);
@@ -234,6 +282,7 @@ fn q8_lengths_agree(u: &[u8], w: &[u8], stages: usize, x: &q8::Q8Col<'_>) -> boo
         && x.q.len() == blocks * QK
         && x.neg.len() == blocks * 32
         && x.mul.len() == blocks * 4
+        && x.sum.len() == blocks * 2
         && u.len() == blocks * stages * STAGE_BYTES
         && w.len() == u.len()
 }

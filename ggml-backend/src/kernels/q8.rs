@@ -42,6 +42,7 @@ pub struct Q8Cols {
     d: Vec<f32>,
     mul: Vec<i16>,
     neg: Vec<i16>,
+    sum: Vec<i32>,
 }
 
 /// One quantized column, as the kernels read it.
@@ -56,6 +57,9 @@ pub struct Q8Col<'a> {
     /// Per block 32 values: lane l < 16 is −Σ_g m_g·(q_re[32g+2l] + q_re[32g+2l+1]), lane 16 + l
     /// the same of q_im (the per-lane offsets the SIMD kernels start from; see avx2.rs).
     pub neg: &'a [i16],
+    /// Per block Σ_g m_g·Σ q_re of group g, then the same of q_im (what the VNNI kernels' "+1"
+    /// adds to a sum; see vnni.rs).
+    pub sum: &'a [i32],
 }
 
 impl Q8Cols {
@@ -72,6 +76,7 @@ impl Q8Cols {
             d: vec![0.0f32; n],
             mul: vec![1i16; 4 * n],
             neg: vec![0i16; 32 * n],
+            sum: vec![0i32; 2 * n],
         };
         let mut b_all = 0;
         for (x, qc) in cols.iter().zip(out.q.chunks_exact_mut(k)) {
@@ -125,12 +130,20 @@ impl Q8Cols {
                 mb.fill(1);
             }
         }
-        for ((qb, nb), mb) in out
+        for (((qb, nb), mb), sb) in out
             .q
             .chunks_exact(QK)
             .zip(out.neg.chunks_exact_mut(32))
             .zip(out.mul.chunks_exact(4))
+            .zip(out.sum.chunks_exact_mut(2))
         {
+            for (half, s) in qb.chunks_exact(QC).zip(sb.iter_mut()) {
+                *s = half
+                    .chunks_exact(32)
+                    .zip(mb)
+                    .map(|(g, &m)| i32::from(m) * g.iter().map(|&v| i32::from(v)).sum::<i32>())
+                    .sum();
+            }
             for (half, lanes) in qb.chunks_exact(QC).zip(nb.chunks_exact_mut(16)) {
                 for (l, lane) in lanes.iter_mut().enumerate() {
                     // |value| ≤ 4·8·254 = 8128: fits i16
@@ -165,6 +178,7 @@ impl Q8Cols {
             d: &self.d[c * blocks..][..blocks],
             mul: &self.mul[c * 4 * blocks..][..4 * blocks],
             neg: &self.neg[c * 32 * blocks..][..32 * blocks],
+            sum: &self.sum[c * 2 * blocks..][..2 * blocks],
         }
     }
 }
