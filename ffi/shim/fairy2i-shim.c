@@ -9,6 +9,7 @@
 
 #include "ggml.h"
 #include "ggml-backend-impl.h"
+#include "ggml-impl.h" // struct ggml_cgraph and ggml_graph_view (graph views for the CPU backend)
 
 #define GGML_COMMON_DECL_C
 #include "ggml-common.h"
@@ -33,6 +34,7 @@ _Static_assert((int) FAIRY2I_TYPE_F2I_W1 == (int) GGML_TYPE_F2I_W1 && (int) FAIR
 _Static_assert(sizeof(struct fairy2i_stage) == sizeof(block_f2i_stage) && FAIRY2I_STAGE_BYTES == sizeof(block_f2i_stage) &&
                offsetof(struct fairy2i_stage, qs) == offsetof(block_f2i_stage, qs) && FAIRY2I_QK == QK_K,
                "fairy2i.h stage layout");
+_Static_assert(GGML_OP_GET_ROWS == 40 && GGML_TYPE_I32 == 26, "ggml ids changed (supports.rs)");
 _Static_assert(GGML_OP_NONE == 0 && GGML_OP_MUL_MAT == 29 && GGML_OP_RESHAPE == 36 && GGML_OP_VIEW == 37 &&
                GGML_OP_PERMUTE == 38 && GGML_OP_TRANSPOSE == 39, "ggml_op ids changed (supports.rs)");
 _Static_assert(GGML_MAX_DIMS == 4 && GGML_MAX_SRC == 10, "ggml tensor dims/srcs changed");
@@ -49,6 +51,16 @@ void ggml_log_internal(enum ggml_log_level level, const char * format, ...);
 #pragma weak ggml_nbytes
 #pragma weak ggml_graph_n_nodes
 #pragma weak ggml_graph_node
+// the host's CPU backend, for the nodes the plugin hands on (docs/backend.md §3.1)
+#pragma weak ggml_backend_dev_by_type
+#pragma weak ggml_backend_dev_init
+#pragma weak ggml_backend_dev_supports_op
+#pragma weak ggml_backend_dev_backend_reg
+#pragma weak ggml_backend_reg_get_proc_address
+#pragma weak ggml_backend_graph_compute
+#pragma weak ggml_backend_free
+#pragma weak ggml_graph_view
+#pragma weak ggml_op_name
 
 // ---------------------------------------------------------------- Rust callbacks (abi.rs)
 const char * f2i_reg_get_name(ggml_backend_reg_t reg);
@@ -214,6 +226,43 @@ struct ggml_tensor * f2i_tensor_view_src(const struct ggml_tensor * t) { return 
 ggml_backend_buffer_t f2i_tensor_buffer(const struct ggml_tensor * t) { return t->buffer; }
 const char * f2i_tensor_name(const struct ggml_tensor * t) { return t->name; }
 size_t f2i_tensor_nbytes(const struct ggml_tensor * t) { return ggml_nbytes(t); }
+
+int f2i_shim_buffer_usage(ggml_backend_buffer_t b) { return (int) b->usage; }
+const char * f2i_shim_op_name(int op) {
+    return (op >= 0 && op < GGML_OP_COUNT && ggml_op_name != NULL) ? ggml_op_name((enum ggml_op) op) : NULL;
+}
+_Static_assert(GGML_BACKEND_BUFFER_USAGE_COMPUTE == 2, "ggml_backend_buffer_usage changed");
+
+// ---------------------------------------------------------------- the host's CPU backend
+// The CPU device of the host process, NULL when it has none (or lacks the functions).
+ggml_backend_dev_t f2i_shim_cpu_device(void) {
+    if (ggml_backend_dev_by_type == NULL || ggml_backend_dev_init == NULL || ggml_backend_dev_supports_op == NULL ||
+        ggml_backend_graph_compute == NULL || ggml_backend_free == NULL || ggml_graph_view == NULL) {
+        return NULL;
+    }
+    return ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+}
+int f2i_shim_cpu_supports_op(ggml_backend_dev_t cpu, const struct ggml_tensor * op) {
+    return ggml_backend_dev_supports_op(cpu, op);
+}
+ggml_backend_t f2i_shim_cpu_init(ggml_backend_dev_t cpu) { return ggml_backend_dev_init(cpu, NULL); }
+void f2i_shim_cpu_free(ggml_backend_t b) { ggml_backend_free(b); }
+// Sets the thread count of a CPU backend through its registry's ggml_backend_set_n_threads.
+void f2i_shim_cpu_set_n_threads(ggml_backend_dev_t cpu, ggml_backend_t b, int n) {
+    if (ggml_backend_dev_backend_reg == NULL || ggml_backend_reg_get_proc_address == NULL) {
+        return;
+    }
+    ggml_backend_set_n_threads_t fn = (ggml_backend_set_n_threads_t) ggml_backend_reg_get_proc_address(
+        ggml_backend_dev_backend_reg(cpu), "ggml_backend_set_n_threads");
+    if (fn != NULL) {
+        fn(b, n);
+    }
+}
+// Computes nodes [i0, i1) of g on the CPU backend b.
+int f2i_shim_cpu_compute(ggml_backend_t b, struct ggml_cgraph * g, int i0, int i1) {
+    struct ggml_cgraph view = ggml_graph_view(g, i0, i1);
+    return (int) ggml_backend_graph_compute(b, &view);
+}
 
 // ---------------------------------------------------------------- graphs, props, log
 int f2i_graph_n_nodes(struct ggml_cgraph * g) { return ggml_graph_n_nodes(g); }

@@ -9,11 +9,13 @@ use std::io::Write;
 use std::marker::{PhantomData, PhantomPinned};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::buffer::{range_inside, ranges_overlap, HostBuffer, ALIGNMENT};
-use crate::compute::MulMat;
+use crate::compute::{MulMat, Precision};
 use crate::device::{config, BackendCtx, Stats, BUFT_NAME, DEVICE_NAME};
-use crate::supports::{self, MulMatPlan, OpDesc, Supported, TensorDesc};
+use crate::kernels::q8::Q8Cols;
+use crate::supports::{self, GetRowsPlan, MulMatPlan, OpDesc, Supported, TensorDesc};
 
 macro_rules! opaque {
     ($($(#[$doc:meta])* $name:ident;)*) => {$(
@@ -52,8 +54,9 @@ const GGML_STATUS_FAILED: c_int = -1;
 const DEVICE_TYPE_ACCEL: c_int = 3;
 /// `GGML_TENSOR_FLAG_COMPUTE`.
 const TENSOR_FLAG_COMPUTE: i32 = 16;
+/// `GGML_BACKEND_BUFFER_USAGE_COMPUTE`.
+const BUFFER_USAGE_COMPUTE: c_int = 2;
 /// `enum ggml_log_level` values.
-const LOG_DEBUG: c_int = 1;
 const LOG_INFO: c_int = 2;
 const LOG_WARN: c_int = 3;
 const LOG_ERROR: c_int = 4;
@@ -77,6 +80,15 @@ extern "C" {
     fn f2i_shim_buffer_size(b: *mut Buffer) -> usize;
     fn f2i_shim_buffer_buft(b: *mut Buffer) -> *mut BufferType;
     fn f2i_shim_buft_is_host(t: *mut BufferType) -> c_int;
+    fn f2i_shim_buffer_usage(b: *mut Buffer) -> c_int;
+    fn f2i_shim_op_name(op: c_int) -> *const c_char;
+
+    fn f2i_shim_cpu_device() -> *mut BackendDevice;
+    fn f2i_shim_cpu_supports_op(cpu: *mut BackendDevice, op: *const GgmlTensor) -> c_int;
+    fn f2i_shim_cpu_init(cpu: *mut BackendDevice) -> *mut Backend;
+    fn f2i_shim_cpu_free(b: *mut Backend);
+    fn f2i_shim_cpu_set_n_threads(cpu: *mut BackendDevice, b: *mut Backend, n: c_int);
+    fn f2i_shim_cpu_compute(b: *mut Backend, g: *mut GgmlCgraph, i0: c_int, i1: c_int) -> c_int;
 
     fn f2i_tensor_type(t: *const GgmlTensor) -> c_int;
     fn f2i_tensor_op(t: *const GgmlTensor) -> c_int;
@@ -113,11 +125,6 @@ pub(crate) fn log_error(msg: &str) {
 /// Logs at warning level.
 pub(crate) fn log_warn(msg: &str) {
     log(LOG_WARN, msg)
-}
-
-/// Logs at debug level.
-pub(crate) fn log_debug(msg: &str) {
-    log(LOG_DEBUG, msg)
 }
 
 /// Logs at info level.
@@ -271,6 +278,18 @@ impl<'a> BufferRef<'a> {
     fn is_host(self) -> bool {
         // SAFETY: the buffer type of a live buffer is live (NULL is handled by the shim).
         unsafe { f2i_shim_buft_is_host(self.buft()) != 0 }
+    }
+
+    /// Whether the buffer has this plugin's buffer type (placeholders included).
+    fn has_our_type(self) -> bool {
+        // SAFETY: f2i_shim_buft returns the address of a static.
+        self.buft() == unsafe { f2i_shim_buft() }
+    }
+
+    /// Whether ggml marked the buffer as a compute buffer (intermediate results).
+    fn is_compute(self) -> bool {
+        // SAFETY: a live buffer; the accessor reads one field.
+        unsafe { f2i_shim_buffer_usage(self.ptr.as_ptr()) == BUFFER_USAGE_COMPUTE }
     }
 
     /// The base address and size, as ggml's `ggml_backend_buffer_get_base`/`_size` report them.
@@ -490,14 +509,162 @@ unsafe extern "C" fn f2i_dev_supports_op(_dev: *mut BackendDevice, op: *const Gg
         };
         match supports::check(&t.op_desc()) {
             Ok(_) => true,
-            Err(why) => {
-                if config().log >= 2 {
-                    log_debug(&format!("fairy2i: refusing '{}': {why}", t.name()));
+            Err(why) => match hand_on(t) {
+                Ok(()) => true,
+                // No other backend can run a node on F2I data (ggml-cpu refuses F2I types), so
+                // refusing it would make ggml's scheduler abort the process: the node is taken,
+                // and graph_compute fails it with an error line instead (docs/backend.md §3.2).
+                Err(_) if f2i_data_is_readable(t) => {
+                    if config().log >= 2 {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "fairy2i: taking '{}' (op {}) only to fail it cleanly: {why}",
+                            t.name(),
+                            t.op()
+                        );
+                    }
+                    true
                 }
-                false
-            }
+                Err(not) => {
+                    if config().log >= 2 {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "fairy2i: refusing '{}' (op {}): {why}; not handed on: {not}",
+                            t.name(),
+                            t.op()
+                        );
+                    }
+                    false
+                }
+            },
         }
     })
+}
+
+// ---------------------------------------------------------------- nodes handed on to ggml-cpu
+
+/// Buffers of our type with memory (not the loader's zero-size probes) now alive: while there is
+/// one, an F2I model is loaded and the device also takes the nodes around its products.
+static LIVE_BUFFERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The host process's CPU device, looked up once it is needed (it registers after this plugin).
+fn cpu_device() -> Option<NonNull<BackendDevice>> {
+    // SAFETY: the shim checks that the ggml functions exist before calling them.
+    NonNull::new(unsafe { f2i_shim_cpu_device() })
+}
+
+/// Whether this device takes `t`, a node it does not compute itself, to run it on ggml-cpu inside
+/// its own graph (docs/backend.md §3.1). Only while an F2I model is loaded; never a node on F2I
+/// data (ggml-cpu cannot read it); never a node whose non-F2I weight would be placed in our buffer
+/// type (the loader's probe: such weights stay where llama.cpp puts them without this plugin, so
+/// ggml-cpu keeps its repacked layouts and mmap); and only what ggml-cpu itself supports.
+fn hand_on(t: Tensor<'_>) -> Result<(), &'static str> {
+    if LIVE_BUFFERS.load(Ordering::Relaxed) == 0 {
+        return Err("no F2I model is loaded");
+    }
+    for (i, s) in std::iter::once(Some(t))
+        .chain((0..10).map(|i| t.src(i)))
+        .enumerate()
+    {
+        let Some(s) = s else { continue };
+        if is_f2i(s.ty()) {
+            return Err("it touches F2I data other than as a MUL_MAT weight");
+        }
+        if i > 0
+            && s.buffer()
+                .is_some_and(|b| b.has_our_type() && !b.is_compute())
+        {
+            return Err("a non-F2I weight would be placed in a FAIRY2I buffer");
+        }
+    }
+    let cpu = cpu_device().ok_or("the process has no CPU backend")?;
+    // SAFETY: a live CPU device and a live tensor.
+    if unsafe { f2i_shim_cpu_supports_op(cpu.as_ptr(), t.raw()) } == 0 {
+        return Err("ggml-cpu does not support it");
+    }
+    Ok(())
+}
+
+/// Whether `t` or one of its sources is F2I data, and all such data lies in our buffer type or in
+/// host memory (F2I data in another device's memory belongs to that device).
+fn f2i_data_is_readable(t: Tensor<'_>) -> bool {
+    let f2i: Vec<Tensor<'_>> = std::iter::once(Some(t))
+        .chain((0..10).map(|i| t.src(i)))
+        .flatten()
+        .filter(|s| is_f2i(s.ty()))
+        .collect();
+    !f2i.is_empty()
+        && f2i
+            .iter()
+            .all(|s| s.buffer().is_none_or(|b| b.has_our_type() || b.is_host()))
+}
+
+fn is_f2i(ty: i32) -> bool {
+    u32::try_from(ty)
+        .ok()
+        .and_then(fairy2i_format::GgmlType::from_u32)
+        .is_some_and(|t| t.is_f2i())
+}
+
+/// A ggml-cpu backend owned by one of our backends, for the nodes handed on.
+#[derive(Debug)]
+pub(crate) struct CpuBackend {
+    dev: NonNull<BackendDevice>,
+    backend: NonNull<Backend>,
+    threads: usize,
+}
+
+// SAFETY: a ggml backend may be used from any thread as long as calls are not concurrent; the
+// owning BackendCtx keeps it behind a Mutex.
+unsafe impl Send for CpuBackend {}
+
+impl CpuBackend {
+    fn new() -> Option<CpuBackend> {
+        let dev = cpu_device()?;
+        // SAFETY: a live CPU device.
+        let backend = NonNull::new(unsafe { f2i_shim_cpu_init(dev.as_ptr()) })?;
+        Some(CpuBackend {
+            dev,
+            backend,
+            threads: 0,
+        })
+    }
+
+    fn set_threads(&mut self, n: usize) {
+        if self.threads != n {
+            // SAFETY: our live CPU backend and its device.
+            unsafe {
+                f2i_shim_cpu_set_n_threads(
+                    self.dev.as_ptr(),
+                    self.backend.as_ptr(),
+                    c_int::try_from(n).unwrap_or(1),
+                )
+            };
+            self.threads = n;
+        }
+    }
+
+    /// Whether ggml-cpu supports node `t`.
+    fn supports(&self, t: Tensor<'_>) -> bool {
+        // SAFETY: a live device and tensor.
+        unsafe { f2i_shim_cpu_supports_op(self.dev.as_ptr(), t.raw()) != 0 }
+    }
+
+    /// Computes nodes [i0, i1) of `graph` on ggml-cpu.
+    ///
+    /// # Safety
+    /// `graph` is live and 0 ≤ i0 ≤ i1 ≤ its node count.
+    unsafe fn compute(&self, graph: *mut GgmlCgraph, i0: c_int, i1: c_int) -> c_int {
+        // SAFETY: the caller's contract; our live backend.
+        unsafe { f2i_shim_cpu_compute(self.backend.as_ptr(), graph, i0, i1) }
+    }
+}
+
+impl Drop for CpuBackend {
+    fn drop(&mut self) {
+        // SAFETY: created by f2i_shim_cpu_init and freed once, here.
+        unsafe { f2i_shim_cpu_free(self.backend.as_ptr()) }
+    }
 }
 
 #[no_mangle]
@@ -533,6 +700,8 @@ extern "C" fn f2i_buft_alloc_buffer(_buft: *mut BufferType, size: usize) -> *mut
         if buffer.is_null() {
             // SAFETY: ctx came from Box::into_raw above and was not handed out.
             drop(unsafe { Box::from_raw(ctx) });
+        } else {
+            LIVE_BUFFERS.fetch_add(1, Ordering::Relaxed);
         }
         buffer
     })
@@ -589,6 +758,7 @@ extern "C" fn f2i_buffer_free_buffer(buffer: *mut Buffer) {
         if !ctx.is_null() {
             // SAFETY: see above.
             drop(unsafe { Box::from_raw(ctx) });
+            LIVE_BUFFERS.fetch_sub(1, Ordering::Relaxed);
         }
     })
 }
@@ -763,8 +933,14 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
             graphs: 1,
             ..Stats::default()
         };
+        let mut cpu_slot = ctx.cpu.lock().unwrap_or_else(|e| e.into_inner());
+        // the int8 columns of the last product's src1: the next product with the same src1 (K and V
+        // after Q, up after gate) reuses them; nodes in between never write to a live src1
+        let mut q8_cache: Option<Q8Cache> = None;
         // SAFETY: a live graph for the duration of the call.
         let n_nodes = unsafe { f2i_graph_n_nodes(graph) };
+        // nodes [start, i) not yet run, `pending` of them to be computed by ggml-cpu
+        let (mut start, mut pending) = (0, 0usize);
         for i in 0..n_nodes {
             // SAFETY: 0 <= i < n_nodes; nodes live as long as the graph.
             let Some(node) = (unsafe { Tensor::from_ptr(f2i_graph_node(graph, i)) }) else {
@@ -774,9 +950,49 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
                 continue;
             }
             match supports::check(&node.op_desc()) {
-                Ok(Supported::View) => stats.views += 1,
+                Ok(Supported::View | Supported::Empty) => stats.views += 1,
+                Ok(Supported::GetRows(plan)) => {
+                    if let Err(why) = flush_cpu(
+                        &mut cpu_slot,
+                        graph,
+                        (start, i),
+                        threads,
+                        &mut pending,
+                        &mut stats,
+                    ) {
+                        log_error(&format!(
+                            "fairy2i: graph_compute: before '{}': {why}",
+                            node.name()
+                        ));
+                        return GGML_STATUS_FAILED;
+                    }
+                    start = i + 1;
+                    if let Err(why) = run_get_rows(node, &plan) {
+                        log_error(&format!(
+                            "fairy2i: graph_compute: GET_ROWS '{}': {why}",
+                            node.name()
+                        ));
+                        return GGML_STATUS_FAILED;
+                    }
+                    stats.get_rows += plan.n_idx as u64;
+                }
                 Ok(Supported::MulMat(plan)) => {
-                    if let Err(why) = run_mul_mat(node, &plan, cfg, pool.as_ref()) {
+                    if let Err(why) = flush_cpu(
+                        &mut cpu_slot,
+                        graph,
+                        (start, i),
+                        threads,
+                        &mut pending,
+                        &mut stats,
+                    ) {
+                        log_error(&format!(
+                            "fairy2i: graph_compute: before '{}': {why}",
+                            node.name()
+                        ));
+                        return GGML_STATUS_FAILED;
+                    }
+                    start = i + 1;
+                    if let Err(why) = run_mul_mat(node, &plan, cfg, pool.as_ref(), &mut q8_cache) {
                         log_error(&format!(
                             "fairy2i: graph_compute: MUL_MAT '{}': {why}",
                             node.name()
@@ -787,14 +1003,36 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
                     stats.columns += plan.n_cols() as u64;
                 }
                 Err(why) => {
-                    log_error(&format!(
-                        "fairy2i: graph_compute: node '{}' is not supported: {why}",
-                        node.name()
-                    ));
-                    return GGML_STATUS_FAILED;
+                    if cpu_slot.is_none() {
+                        *cpu_slot = CpuBackend::new();
+                    }
+                    let runs_on_cpu = hand_on(node).is_ok()
+                        && cpu_slot.as_ref().is_some_and(|c| c.supports(node));
+                    if !runs_on_cpu {
+                        log_error(&format!(
+                            "fairy2i: graph_compute: node '{}' ({}) cannot run: {why}; no backend \
+                             runs this op on F2I data",
+                            node.name(),
+                            op_name(node.op())
+                        ));
+                        return GGML_STATUS_FAILED;
+                    }
+                    pending += 1;
                 }
             }
         }
+        if let Err(why) = flush_cpu(
+            &mut cpu_slot,
+            graph,
+            (start, n_nodes),
+            threads,
+            &mut pending,
+            &mut stats,
+        ) {
+            log_error(&format!("fairy2i: graph_compute: {why}"));
+            return GGML_STATUS_FAILED;
+        }
+        drop(cpu_slot);
         if cfg.log >= 1 {
             let _ = writeln!(
                 std::io::stderr(),
@@ -813,12 +1051,129 @@ extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlC
     })
 }
 
+/// The ggml name of an op id (`ggml_op_name`), for error lines.
+fn op_name(op: i32) -> String {
+    // SAFETY: ggml_op_name returns a static string for every id below GGML_OP_COUNT, and the shim
+    // checks the id first.
+    let p = unsafe { f2i_shim_op_name(op) };
+    if p.is_null() {
+        return format!("op {op}");
+    }
+    // SAFETY: a static NUL-terminated string.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Decodes the rows an F2I GET_ROWS asks for (real rows of the matrix the stored rows encode: row r
+/// needs stored rows r mod n and n + r mod n).
+fn run_get_rows(node: Tensor<'_>, plan: &GetRowsPlan) -> Result<(), String> {
+    let w = node.src(0).ok_or("no src0")?;
+    let idx = node.src(1).ok_or("no src1")?;
+    let host = w
+        .buffer()
+        .and_then(BufferRef::host_buffer)
+        .ok_or("src0 is not in a FAIRY2I buffer")?;
+    let weight_bytes = plan.row_bytes * plan.n_rows;
+    if w.data().is_null()
+        || !range_inside(
+            host.base() as usize,
+            host.size(),
+            w.data() as usize,
+            weight_bytes,
+        )
+    {
+        return Err("src0 data is not inside its buffer".into());
+    }
+    let (i_bytes, d_bytes) = (plan.n_idx * 4, plan.n_idx * plan.k * 4);
+    for (t, bytes, what) in [(idx, i_bytes, "src1"), (node, d_bytes, "dst")] {
+        let buf = t.buffer().ok_or_else(|| format!("{what} has no buffer"))?;
+        let (base, size) = buf.range();
+        let addr = t.data() as usize;
+        if !buf.is_host()
+            || t.data().is_null()
+            || !addr.is_multiple_of(4)
+            || !range_inside(base, size, addr, bytes)
+        {
+            return Err(format!(
+                "{what} is not 4-aligned host memory inside its buffer"
+            ));
+        }
+    }
+    if ranges_overlap(node.data() as usize, d_bytes, idx.data() as usize, i_bytes)
+        || ranges_overlap(
+            node.data() as usize,
+            d_bytes,
+            w.data() as usize,
+            weight_bytes,
+        )
+    {
+        return Err("dst overlaps a source".into());
+    }
+    // SAFETY: checked above: inside our allocation, not written during this node.
+    let weights = unsafe { std::slice::from_raw_parts(w.data().cast_const(), weight_bytes) };
+    // SAFETY: checked above: 4-aligned I32 data inside a live host buffer, not written here.
+    let rows =
+        unsafe { std::slice::from_raw_parts(idx.data().cast_const().cast::<i32>(), plan.n_idx) };
+    // SAFETY: checked above: 4-aligned, inside a live host buffer, overlapping no source.
+    let dst =
+        unsafe { std::slice::from_raw_parts_mut(node.data().cast::<f32>(), plan.n_idx * plan.k) };
+    let n = plan.n_rows / 2;
+    let mut pair = vec![0u8; 2 * plan.row_bytes];
+    for (&r, out) in rows.iter().zip(dst.chunks_exact_mut(plan.k)) {
+        let r = usize::try_from(r)
+            .ok()
+            .filter(|&r| r < plan.n_rows)
+            .ok_or_else(|| format!("row index {r} is outside 0..{}", plan.n_rows))?;
+        let j = r % n;
+        pair[..plan.row_bytes].copy_from_slice(&weights[j * plan.row_bytes..][..plan.row_bytes]);
+        pair[plan.row_bytes..]
+            .copy_from_slice(&weights[(n + j) * plan.row_bytes..][..plan.row_bytes]);
+        let real = fairy2i_format::f2i::dequantize_tensor(&pair, plan.k, 2, plan.stages)
+            .map_err(|e| e.to_string())?;
+        out.copy_from_slice(&real[(r / n) * plan.k..][..plan.k]);
+    }
+    Ok(())
+}
+
+/// Runs the `pending` handed-on nodes among nodes [range.0, range.1) of `graph` on ggml-cpu.
+fn flush_cpu(
+    cpu: &mut Option<CpuBackend>,
+    graph: *mut GgmlCgraph,
+    (i0, i1): (c_int, c_int),
+    threads: usize,
+    pending: &mut usize,
+    stats: &mut Stats,
+) -> Result<(), &'static str> {
+    if *pending == 0 {
+        return Ok(());
+    }
+    let cpu = cpu.as_mut().ok_or("nodes to hand on but no CPU backend")?;
+    cpu.set_threads(threads);
+    // SAFETY: graph_compute's live graph; 0 <= i0 <= i1 <= its node count.
+    let status = unsafe { cpu.compute(graph, i0, i1) };
+    stats.cpu_runs += 1;
+    stats.cpu_nodes += *pending as u64;
+    *pending = 0;
+    if status == GGML_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err("ggml-cpu failed on the nodes handed on")
+    }
+}
+
 /// Checks the pointers of a MUL_MAT the predicate accepted, makes the slices and runs it.
+/// Quantized activations of one src1 tensor within one `graph_compute`.
+struct Q8Cache {
+    /// The src1 tensor, its data and its columns (a key, never dereferenced).
+    key: (usize, usize, usize),
+    cols: Q8Cols,
+}
+
 fn run_mul_mat(
     node: Tensor<'_>,
     plan: &MulMatPlan,
     cfg: &crate::device::Config,
     pool: Option<&crate::pool::Team>,
+    q8_cache: &mut Option<Q8Cache>,
 ) -> Result<(), String> {
     let w = node.src(0).ok_or("no src0")?;
     let x = node.src(1).ok_or("no src1")?;
@@ -879,6 +1234,18 @@ fn run_mul_mat(
             xs.get(off..off + plan.k).ok_or("src1 column out of range")
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let pre = if cfg.precision == Precision::Q8 {
+        let key = (x.raw() as usize, x_addr, plan.n_cols());
+        if q8_cache.as_ref().is_none_or(|c| c.key != key) {
+            *q8_cache = Some(Q8Cache {
+                key,
+                cols: Q8Cols::quantize(&cols, plan.k),
+            });
+        }
+        q8_cache.as_ref().map(|c| &c.cols)
+    } else {
+        None
+    };
     MulMat {
         weights,
         k: plan.k,
@@ -888,6 +1255,6 @@ fn run_mul_mat(
         dst,
         precision: cfg.precision,
     }
-    .run(cfg.kernel, pool);
+    .run_with(cfg.kernel, pool, pre);
     Ok(())
 }

@@ -66,6 +66,15 @@ impl MulMat<'_> {
     /// # Panics
     /// If the lengths are inconsistent (the caller validated them through `supports::check`).
     pub fn run(self, kernel: Kernel, pool: Option<&Team>) {
+        self.run_with(kernel, pool, None)
+    }
+
+    /// [`MulMat::run`] with the int8 columns already quantized (`Q8Cols::quantize` of exactly
+    /// `cols`), e.g. shared by the Q, K and V products of one input; ignored for `Precision::Exact`.
+    ///
+    /// # Panics
+    /// As [`MulMat::run`], and if `pre` does not have one column per column of `cols`.
+    pub fn run_with(self, kernel: Kernel, pool: Option<&Team>, pre: Option<&Q8Cols>) {
         let MulMat {
             weights,
             k,
@@ -120,10 +129,18 @@ impl MulMat<'_> {
             }
         }
 
-        // int8 activations: quantized once here, read by every tile
-        let q8 = match precision {
-            Precision::Q8 => Some(Q8Cols::quantize(&cols, k)),
-            Precision::Exact => None,
+        // int8 activations: quantized once (here, or by the caller), read by every tile
+        let own;
+        let q8 = match (precision, pre) {
+            (Precision::Q8, Some(q)) => {
+                assert_eq!(q.len(), cols.len(), "mul_mat: pre-quantized columns");
+                Some(q)
+            }
+            (Precision::Q8, None) => {
+                own = Q8Cols::quantize(&cols, k);
+                Some(&own)
+            }
+            (Precision::Exact, _) => None,
         };
         let work = |tile: Tile<'_>| {
             let Tile {

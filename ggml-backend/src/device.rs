@@ -45,7 +45,7 @@ pub fn config() -> &'static Config {
                     kernel.isa().name()
                 )),
                 None => crate::abi::log_warn(&format!(
-                    "fairy2i: FAIRY2I_ISA={name:?} is not one of scalar, avx2, avx512; using {}",
+                    "fairy2i: FAIRY2I_ISA={name:?} is not one of scalar, avx2, avxvnni, avx512, avx512vnni; using {}",
                     kernel.isa().name()
                 )),
             }
@@ -94,6 +94,12 @@ pub struct Stats {
     pub views: u64,
     /// Activation columns multiplied.
     pub columns: u64,
+    /// Rows decoded by GET_ROWS nodes on F2I weights.
+    pub get_rows: u64,
+    /// Nodes handed on to ggml-cpu, and the ggml-cpu graph runs they took.
+    pub cpu_nodes: u64,
+    /// See `cpu_nodes`.
+    pub cpu_runs: u64,
 }
 
 impl Stats {
@@ -110,6 +116,9 @@ impl Stats {
         }
         self.views += other.views;
         self.columns += other.columns;
+        self.cpu_nodes += other.cpu_nodes;
+        self.get_rows += other.get_rows;
+        self.cpu_runs += other.cpu_runs;
     }
 
     /// One-line summary, e.g. `mul_mat 7 (f2i_w2 7), views 12, columns 7`.
@@ -122,11 +131,13 @@ impl Stats {
             .map(|(i, c)| format!("f2i_w{} {c}", i + 1))
             .collect();
         format!(
-            "mul_mat {} ({}), views {}, columns {}",
+            "mul_mat {} ({}), views {}, columns {}, cpu nodes {} in {} runs",
             self.total_mul_mats(),
             by_type.join(", "),
             self.views,
-            self.columns
+            self.columns,
+            self.cpu_nodes,
+            self.cpu_runs
         )
     }
 }
@@ -137,6 +148,8 @@ pub struct BackendCtx {
     n_threads: AtomicUsize,
     /// Totals over the backend's life (printed at free with `FAIRY2I_LOG=1`).
     pub totals: Mutex<Stats>,
+    /// The ggml-cpu backend for the nodes handed on (docs/backend.md §3.1), made on first need.
+    pub(crate) cpu: Mutex<Option<crate::abi::CpuBackend>>,
 }
 
 impl Default for BackendCtx {
@@ -145,6 +158,7 @@ impl Default for BackendCtx {
         BackendCtx {
             n_threads: AtomicUsize::new(n),
             totals: Mutex::new(Stats::default()),
+            cpu: Mutex::new(None),
         }
     }
 }
@@ -178,10 +192,13 @@ mod tests {
             mul_mats: [0, 3, 0, 1],
             views: 2,
             columns: 4,
+            cpu_nodes: 9,
+            cpu_runs: 3,
+            get_rows: 0,
         });
         assert_eq!(
             s.summary(),
-            "mul_mat 4 (f2i_w2 3, f2i_w4 1), views 2, columns 4"
+            "mul_mat 4 (f2i_w2 3, f2i_w4 1), views 2, columns 4, cpu nodes 9 in 3 runs"
         );
         assert!(score() > 0);
     }

@@ -12,6 +12,8 @@ use crate::kernels::{QK, STAGE_BYTES};
 pub const GGML_OP_NONE: i32 = 0;
 /// `GGML_OP_MUL_MAT`.
 pub const GGML_OP_MUL_MAT: i32 = 29;
+/// `GGML_OP_GET_ROWS`.
+pub const GGML_OP_GET_ROWS: i32 = 40;
 /// `GGML_OP_RESHAPE`.
 pub const GGML_OP_RESHAPE: i32 = 36;
 /// `GGML_OP_VIEW`.
@@ -22,6 +24,8 @@ pub const GGML_OP_PERMUTE: i32 = 38;
 pub const GGML_OP_TRANSPOSE: i32 = 39;
 /// `GGML_TYPE_F32`.
 pub const GGML_TYPE_F32: i32 = 0;
+/// `GGML_TYPE_I32`.
+pub const GGML_TYPE_I32: i32 = 26;
 
 /// The parts of a `struct ggml_tensor` the predicate looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +95,23 @@ impl MulMatPlan {
     }
 }
 
+/// GET_ROWS from an F2I weight: rows of the real matrix the stored rows encode, decoded to f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GetRowsPlan {
+    /// The F2I type of the weight.
+    pub ty: GgmlType,
+    /// Stages of that type.
+    pub stages: usize,
+    /// Real inputs per row (ne00).
+    pub k: usize,
+    /// Real rows of the weight (ne01), even.
+    pub n_rows: usize,
+    /// Bytes of one stored row.
+    pub row_bytes: usize,
+    /// Row indices asked for (all of src1's elements, contiguous I32).
+    pub n_idx: usize,
+}
+
 /// What a supported node asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Supported {
@@ -98,6 +119,11 @@ pub enum Supported {
     View,
     /// A matrix product with an F2I weight.
     MulMat(MulMatPlan),
+    /// A MUL_MAT with an F2I weight and no columns (e.g. the last layer of a micro-batch that
+    /// needs no outputs): nothing to compute.
+    Empty,
+    /// Rows of an F2I weight decoded to f32.
+    GetRows(GetRowsPlan),
 }
 
 /// Why a node is refused, for the debug log.
@@ -147,15 +173,24 @@ pub fn check(op: &OpDesc) -> Result<Supported, Refusal> {
         GGML_OP_NONE | GGML_OP_RESHAPE | GGML_OP_VIEW | GGML_OP_PERMUTE | GGML_OP_TRANSPOSE => {
             Ok(Supported::View)
         }
-        GGML_OP_MUL_MAT => check_mul_mat(op).map(Supported::MulMat),
+        GGML_OP_MUL_MAT => {
+            let empty = |t: &Option<TensorDesc>| t.is_some_and(|t| t.ne.contains(&0));
+            if empty(&op.src1) || op.dst.ne.contains(&0) {
+                // the weight must still be one of ours; its shape is irrelevant without columns
+                check_weight(op)?;
+                return Ok(Supported::Empty);
+            }
+            check_mul_mat(op).map(Supported::MulMat)
+        }
+        GGML_OP_GET_ROWS => check_get_rows(op).map(Supported::GetRows),
         other => Err(Refusal::Op(other)),
     }
 }
 
-fn check_mul_mat(op: &OpDesc) -> Result<MulMatPlan, Refusal> {
+/// The F2I weight (src0) of a node: its type, stages, K, N and row bytes, checked as
+/// [`check_mul_mat`] documents.
+fn check_weight(op: &OpDesc) -> Result<(GgmlType, usize, usize, usize, usize), Refusal> {
     let w = op.src0.ok_or(Refusal::MissingSource(0))?;
-    let x = op.src1.ok_or(Refusal::MissingSource(1))?;
-    let d = op.dst;
     let ty = u32::try_from(w.ty)
         .ok()
         .and_then(GgmlType::from_u32)
@@ -186,6 +221,52 @@ fn check_mul_mat(op: &OpDesc) -> Result<MulMatPlan, Refusal> {
     if w.nb != [type_size, row_bytes, weight_bytes, weight_bytes] {
         return Err(Refusal::Shape("src0 is not contiguous", w.ne));
     }
+    Ok((ty, stages, k, n_rows, row_bytes))
+}
+
+/// GET_ROWS: an F2I weight as [`check_weight`] wants it, src1 contiguous I32 indices, dst
+/// contiguous F32 `[K, n_idx...]`.
+fn check_get_rows(op: &OpDesc) -> Result<GetRowsPlan, Refusal> {
+    let (ty, stages, k, n_rows, row_bytes) = check_weight(op)?;
+    let idx = op.src1.ok_or(Refusal::MissingSource(1))?;
+    if idx.ty != GGML_TYPE_I32 {
+        return Err(Refusal::Shape("src1 (row indices) is not I32", idx.ne));
+    }
+    let ne = dims(idx.ne).ok_or(Refusal::Shape("src1 has an empty dim", idx.ne))?;
+    let n_idx = ne
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or(Refusal::Overflow)?;
+    if idx.nb != [4, 4 * ne[0], 4 * ne[0] * ne[1], 4 * ne[0] * ne[1] * ne[2]] {
+        return Err(Refusal::Shape(
+            "src1 (row indices) is not contiguous",
+            idx.ne,
+        ));
+    }
+    let d = op.dst;
+    if d.ty != GGML_TYPE_F32 || dims(d.ne) != Some([k, ne[0], ne[1], ne[2]]) || ne[3] != 1 {
+        return Err(Refusal::Shape("dst is not F32 [ne00, src1 ne0..2]", d.ne));
+    }
+    let nb1 = k.checked_mul(4).ok_or(Refusal::Overflow)?;
+    nb1.checked_mul(n_idx).ok_or(Refusal::Overflow)?;
+    if d.nb != [4, nb1, nb1 * ne[0], nb1 * ne[0] * ne[1]] {
+        return Err(Refusal::Shape("dst is not contiguous", d.ne));
+    }
+    Ok(GetRowsPlan {
+        ty,
+        stages,
+        k,
+        n_rows,
+        row_bytes,
+        n_idx,
+    })
+}
+
+fn check_mul_mat(op: &OpDesc) -> Result<MulMatPlan, Refusal> {
+    let (ty, stages, k, n_rows, row_bytes) = check_weight(op)?;
+    let x = op.src1.ok_or(Refusal::MissingSource(1))?;
+    let d = op.dst;
+    let weight_bytes = row_bytes.checked_mul(n_rows).ok_or(Refusal::Overflow)?;
 
     // activations: F32, ne10 == K, unit stride inside a column, f32-aligned strides
     if x.ty != GGML_TYPE_F32 {
@@ -369,13 +450,56 @@ mod tests {
         assert!(matches!(refuse(&|o| o.dst.nb[1] = 64), Refusal::Shape(..)));
         assert!(matches!(refuse(&|o| o.dst.ne[0] = 4), Refusal::Shape(..)));
         assert!(matches!(
-            refuse(&|o| o.src1.as_mut().unwrap().ne[1] = 0),
-            Refusal::Shape(..)
-        ));
-        assert!(matches!(
             refuse(&|o| o.src1.as_mut().unwrap().ne[1] = -3),
             Refusal::Shape(..)
         ));
+    }
+
+    /// A product without columns (llama.cpp's last layer of a micro-batch that needs no outputs,
+    /// seen with multi-sequence batches) is accepted as a no-op, as long as the weight is ours.
+    #[test]
+    fn empty_products_are_accepted_as_no_ops() {
+        let mut op = mul_mat(65, 512, 6, [3, 1, 1]);
+        op.src1.as_mut().unwrap().ne[1] = 0;
+        op.dst.ne[1] = 0;
+        assert_eq!(check(&op), Ok(Supported::Empty));
+        op.src0.as_mut().unwrap().in_our_buft = false;
+        assert_eq!(check(&op), Err(Refusal::WeightBuffer));
+        let mut op = mul_mat(65, 512, 6, [3, 1, 1]);
+        op.dst.ne[2] = 0;
+        assert_eq!(check(&op), Ok(Supported::Empty));
+    }
+
+    #[test]
+    fn get_rows_of_an_f2i_weight() {
+        let mut w = contiguous(66, [512, 6, 1, 1], 108, 256);
+        w.in_our_buft = true;
+        let op = OpDesc {
+            op: GGML_OP_GET_ROWS,
+            dst: contiguous(GGML_TYPE_F32, [512, 4, 2, 1], 4, 1),
+            src0: Some(w),
+            src1: Some(contiguous(GGML_TYPE_I32, [4, 2, 1, 1], 4, 1)),
+        };
+        assert_eq!(
+            check(&op),
+            Ok(Supported::GetRows(GetRowsPlan {
+                ty: GgmlType::from_u32(66).unwrap(),
+                stages: 3,
+                k: 512,
+                n_rows: 6,
+                row_bytes: 216,
+                n_idx: 8,
+            }))
+        );
+        let mut bad = op;
+        bad.src1.as_mut().unwrap().ty = GGML_TYPE_F32;
+        assert!(matches!(check(&bad), Err(Refusal::Shape(..))));
+        let mut bad = op;
+        bad.dst.ne[0] = 256;
+        assert!(matches!(check(&bad), Err(Refusal::Shape(..))));
+        let mut bad = op;
+        bad.src0.as_mut().unwrap().ty = 8;
+        assert_eq!(check(&bad), Err(Refusal::WeightType(8)));
     }
 
     #[test]
