@@ -45,7 +45,7 @@ pub fn config() -> &'static Config {
                     kernel.isa().name()
                 )),
                 None => crate::abi::log_warn(&format!(
-                    "fairy2i: FAIRY2I_ISA={name:?} is not one of scalar, avx2, avx512; using {}",
+                    "fairy2i: FAIRY2I_ISA={name:?} is not one of scalar, avx2, avx512, neon; using {}",
                     kernel.isa().name()
                 )),
             }
@@ -78,6 +78,7 @@ pub fn score() -> i32 {
         Isa::Scalar => 1,
         Isa::Avx2 => 5,
         Isa::Avx512 => 10,
+        Isa::Neon => 5,
     }
 }
 

@@ -13,11 +13,11 @@
 //! - [`compute`]: tiling a product over the thread pool.
 //! - [`pool`]: thread teams: the process's OpenMP team (ggml-cpu's) when libgomp is loaded, else rayon
 //!   pools, one per thread count, built once.
-//! - [`kernels`]: scalar, AVX2 and AVX-512 pair kernels.
+//! - [`kernels`]: scalar, AVX2, AVX-512 and NEON pair kernels.
 //!
 //! Environment: `FAIRY2I_LOG=1` prints one line per graph (products run, views skipped) and the
 //! totals when a backend is freed; `FAIRY2I_LOG=2` also logs every refused op (ggml debug level);
-//! `FAIRY2I_ISA=scalar|avx2|avx512` forces a kernel; `FAIRY2I_EXACT=1` uses f32 activations instead of
+//! `FAIRY2I_ISA=scalar|avx2|avx512|neon` forces a kernel; `FAIRY2I_EXACT=1` uses f32 activations instead of
 //! the default int8 path (docs/backend.md §2.4); `FAIRY2I_POOL=rayon` never uses the OpenMP team.
 
 pub mod abi;

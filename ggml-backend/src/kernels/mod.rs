@@ -21,6 +21,8 @@ pub mod scalar;
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 
 /// Bytes of one stage record: `d_re`, `d_im` (f16) and 32 bytes of codes.
 pub const STAGE_BYTES: usize = 36;
@@ -38,18 +40,21 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL.
     Avx512,
+    /// ARM NEON (aarch64); the int8 path uses `sdot` where the CPU has it.
+    Neon,
 }
 
 impl Isa {
     /// Every instruction set, best last.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
 
-    /// Lower-case name (`scalar`, `avx2`, `avx512`), as accepted by `FAIRY2I_ISA`.
+    /// Lower-case name (`scalar`, `avx2`, `avx512`, `neon`), as accepted by `FAIRY2I_ISA`.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
         }
     }
 
@@ -77,7 +82,8 @@ impl Isa {
                     && is_x86_feature_detected!("avx512vl")
                     && Isa::Avx2.is_available()
             }
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             _ => false,
         }
     }
@@ -153,7 +159,10 @@ impl Kernel {
             // SAFETY: a Kernel with this isa exists only when the CPU supports AVX-512 F/BW/VL
             // (Kernel::new); the lengths were checked above.
             Isa::Avx512 => unsafe { avx512::pair_dot(u, w, stages, x_re, x_im) },
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: a Kernel with this isa exists only when the CPU supports NEON (Kernel::new);
+            // the lengths were checked above.
+            Isa::Neon => unsafe { neon::pair_dot(u, w, stages, x_re, x_im) },
             _ => scalar::pair_dot(u, w, stages, x_re, x_im),
         }
     }
@@ -174,7 +183,10 @@ impl Kernel {
             // SAFETY: a Kernel with isa Avx2 or Avx512 exists only when the CPU supports AVX2, FMA
             // and F16C (Kernel::new, Isa::is_available); the lengths were checked above.
             Isa::Avx2 | Isa::Avx512 => unsafe { avx2::pair_dot_q8(u, w, stages, x) },
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: a Kernel with this isa exists only when the CPU supports NEON (Kernel::new);
+            // the lengths were checked above.
+            Isa::Neon => unsafe { neon::pair_dot_q8(u, w, stages, x) },
             _ => q8::pair_dot(u, w, stages, x),
         }
     }
@@ -216,6 +228,21 @@ impl Kernel {
                     // SAFETY: a Kernel with isa Avx2 or Avx512 exists only when the CPU supports
                     // AVX2, FMA and F16C; the lengths were checked above.
                     unsafe { avx2::pair_dot_q8_cols(u, w, stages, cs, os) };
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                for (cs, os) in cols
+                    .chunks(neon::MAX_COLS)
+                    .zip(out.chunks_mut(neon::MAX_COLS))
+                {
+                    assert!(
+                        cs.iter().all(|x| q8_lengths_agree(u, w, stages, x)),
+                        "pair_dot_q8_cols: inconsistent lengths"
+                    );
+                    // SAFETY: a Kernel with isa Neon exists only when the CPU supports NEON; the
+                    // lengths were checked above.
+                    unsafe { neon::pair_dot_q8_cols(u, w, stages, cs, os) };
                 }
             }
             _ => {
