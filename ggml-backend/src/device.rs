@@ -45,7 +45,7 @@ pub fn config() -> &'static Config {
                     kernel.isa().name()
                 )),
                 None => crate::abi::log_warn(&format!(
-                    "fairy2i: FAIRY2I_ISA={name:?} is not one of scalar, avx2, avxvnni, avx512, avx512vnni; using {}",
+                    "fairy2i: FAIRY2I_ISA={name:?} is not one of scalar, avx2, avxvnni, avx512, avx512vnni, neon; using {}",
                     kernel.isa().name()
                 )),
             }
@@ -80,6 +80,7 @@ pub fn score() -> i32 {
         Isa::AvxVnni => 6,
         Isa::Avx512 => 10,
         Isa::Avx512Vnni => 12,
+        Isa::Neon => 5,
     }
 }
 

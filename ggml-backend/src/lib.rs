@@ -17,7 +17,7 @@
 //!
 //! Environment: `FAIRY2I_LOG=1` prints one line per graph (products run, views skipped) and the
 //! totals when a backend is freed; `FAIRY2I_LOG=2` also logs every refused op (ggml debug level);
-//! `FAIRY2I_ISA=scalar|avx2|avxvnni|avx512|avx512vnni` forces a kernel; `FAIRY2I_EXACT=1` uses f32 activations instead of
+//! `FAIRY2I_ISA=scalar|avx2|avxvnni|avx512|avx512vnni|neon` forces a kernel; `FAIRY2I_EXACT=1` uses f32 activations instead of
 //! the default int8 path (docs/backend.md §2.4); `FAIRY2I_POOL=rayon` never uses the OpenMP team.
 
 pub mod abi;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fairy2i_format::f2i;
+use ggml_fairy2i::kernels::Isa;
 
 /// The exact path (f32 activations).
 const NMSE_MAX: f64 = 1e-6;
@@ -426,20 +427,11 @@ fn oracle_matches_ggml_cpu_on_dequantized_weights() {
 
     // every kernel this CPU has, forced through FAIRY2I_ISA
     let case = random_case(&mut rng, 1024, 64, 3, [7, 1, 1]);
-    for isa in ["scalar", "avx2", "avx512"] {
-        let available = match isa {
-            "avx2" => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            "avx512" => {
-                is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vl")
-            }
-            _ => true,
-        };
-        if available {
-            check(&oracle, &case, 2, true, Some(isa));
+    for isa in Isa::ALL {
+        if isa.is_available() {
+            check(&oracle, &case, 2, true, Some(isa.name()));
         } else {
-            println!("{isa}: not supported by this CPU, not tested");
+            println!("{}: not supported by this CPU, not tested", isa.name());
         }
     }
 

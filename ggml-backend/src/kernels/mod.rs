@@ -21,6 +21,8 @@ pub mod scalar;
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 #[cfg(target_arch = "x86_64")]
 pub mod vnni;
 
@@ -44,20 +46,23 @@ pub enum Isa {
     Avx512,
     /// AVX-512 F/BW/VL with VNNI (512-bit `vpdpbusd`) for the int8 path.
     Avx512Vnni,
+    /// ARM NEON (aarch64); the int8 path uses `sdot` where the CPU has it.
+    Neon,
 }
 
 impl Isa {
     /// Every instruction set, best last.
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Scalar,
         Isa::Avx2,
         Isa::AvxVnni,
         Isa::Avx512,
         Isa::Avx512Vnni,
+        Isa::Neon,
     ];
 
-    /// Lower-case name (`scalar`, `avx2`, `avxvnni`, `avx512`, `avx512vnni`), as accepted by
-    /// `FAIRY2I_ISA`.
+    /// Lower-case name (`scalar`, `avx2`, `avxvnni`, `avx512`, `avx512vnni`, `neon`), as accepted
+    /// by `FAIRY2I_ISA`.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
@@ -65,6 +70,7 @@ impl Isa {
             Isa::AvxVnni => "avxvnni",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
         }
     }
 
@@ -96,7 +102,8 @@ impl Isa {
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => is_x86_feature_detected!("avx512vnni") && Isa::Avx512.is_available(),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             _ => false,
         }
     }
@@ -172,7 +179,10 @@ impl Kernel {
             // SAFETY: a Kernel with this isa exists only when the CPU supports AVX-512 F/BW/VL
             // (Kernel::new); the lengths were checked above.
             Isa::Avx512 | Isa::Avx512Vnni => unsafe { avx512::pair_dot(u, w, stages, x_re, x_im) },
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: a Kernel with this isa exists only when the CPU supports NEON (Kernel::new);
+            // the lengths were checked above.
+            Isa::Neon => unsafe { neon::pair_dot(u, w, stages, x_re, x_im) },
             _ => scalar::pair_dot(u, w, stages, x_re, x_im),
         }
     }
@@ -201,7 +211,10 @@ impl Kernel {
             // SAFETY: a Kernel with isa Avx512Vnni exists only when the CPU supports AVX-512
             // F/BW/VL/VNNI and AVX2, FMA, F16C; the lengths were checked above.
             Isa::Avx512Vnni => unsafe { vnni::pair_dot_q8_512(u, w, stages, x) },
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: a Kernel with this isa exists only when the CPU supports NEON (Kernel::new);
+            // the lengths were checked above.
+            Isa::Neon => unsafe { neon::pair_dot_q8(u, w, stages, x) },
             _ => q8::pair_dot(u, w, stages, x),
         }
     }
@@ -264,6 +277,21 @@ impl Kernel {
                         // AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; the lengths were checked above.
                         unsafe { vnni::pair_dot_q8_cols_512(u, w, stages, cs, os) };
                     }
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                for (cs, os) in cols
+                    .chunks(neon::MAX_COLS)
+                    .zip(out.chunks_mut(neon::MAX_COLS))
+                {
+                    assert!(
+                        cs.iter().all(|x| q8_lengths_agree(u, w, stages, x)),
+                        "pair_dot_q8_cols: inconsistent lengths"
+                    );
+                    // SAFETY: a Kernel with isa Neon exists only when the CPU supports NEON; the
+                    // lengths were checked above.
+                    unsafe { neon::pair_dot_q8_cols(u, w, stages, cs, os) };
                 }
             }
             _ => {
