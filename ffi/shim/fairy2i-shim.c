@@ -35,6 +35,7 @@ _Static_assert(sizeof(struct fairy2i_stage) == sizeof(block_f2i_stage) && FAIRY2
                offsetof(struct fairy2i_stage, qs) == offsetof(block_f2i_stage, qs) && FAIRY2I_QK == QK_K,
                "fairy2i.h stage layout");
 _Static_assert(GGML_OP_GET_ROWS == 40 && GGML_TYPE_I32 == 26, "ggml ids changed (supports.rs)");
+_Static_assert(GGML_OP_FLASH_ATTN_EXT == 74 && GGML_OP_GATED_DELTA_NET == 86, "ggml op ids changed (abi.rs FUSED_OPS)");
 _Static_assert(GGML_OP_NONE == 0 && GGML_OP_MUL_MAT == 29 && GGML_OP_RESHAPE == 36 && GGML_OP_VIEW == 37 &&
                GGML_OP_PERMUTE == 38 && GGML_OP_TRANSPOSE == 39, "ggml_op ids changed (supports.rs)");
 _Static_assert(GGML_MAX_DIMS == 4 && GGML_MAX_SRC == 10, "ggml tensor dims/srcs changed");

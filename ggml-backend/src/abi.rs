@@ -547,6 +547,11 @@ unsafe extern "C" fn f2i_dev_supports_op(_dev: *mut BackendDevice, op: *const Gg
 /// one, an F2I model is loaded and the device also takes the nodes around its products.
 static LIVE_BUFFERS: AtomicUsize = AtomicUsize::new(0);
 
+/// Ops llama.cpp probes as "fused" (`resolve_fused_ops`): in auto mode it turns them off when the
+/// scheduler puts them on another device than the layer's (CPU), so they are left to ggml-cpu:
+/// FLASH_ATTN_EXT, GATED_DELTA_NET (ids pinned in the shim).
+const FUSED_OPS: [i32; 2] = [74, 86];
+
 /// The host process's CPU device, looked up once it is needed (it registers after this plugin).
 fn cpu_device() -> Option<NonNull<BackendDevice>> {
     // SAFETY: the shim checks that the ggml functions exist before calling them.
@@ -561,6 +566,9 @@ fn cpu_device() -> Option<NonNull<BackendDevice>> {
 fn hand_on(t: Tensor<'_>) -> Result<(), &'static str> {
     if LIVE_BUFFERS.load(Ordering::Relaxed) == 0 {
         return Err("no F2I model is loaded");
+    }
+    if FUSED_OPS.contains(&t.op()) {
+        return Err("llama.cpp switches a fused op off when it is not on the layer's device");
     }
     for (i, s) in std::iter::once(Some(t))
         .chain((0..10).map(|i| t.src(i)))
