@@ -318,7 +318,10 @@ impl<'a> BufferRef<'a> {
 }
 
 /// The backend context of one of our backends; `None` for anything else.
-fn backend_ctx<'a>(backend: *mut Backend) -> Option<&'a BackendCtx> {
+///
+/// # Safety
+/// `backend` is NULL or a live `struct ggml_backend` that stays alive for `'a`.
+unsafe fn backend_ctx<'a>(backend: *mut Backend) -> Option<&'a BackendCtx> {
     // SAFETY: the shim checks NULL before reading the backend's interface.
     if unsafe { f2i_shim_backend_is_ours(backend) } == 0 {
         return None;
@@ -407,11 +410,16 @@ unsafe extern "C" fn f2i_reg_get_proc_address(
 }
 
 /// `ggml_backend_set_n_threads`: threads for the following graphs of this backend.
+/// # Safety
+/// `backend` is NULL or a live `ggml_backend` (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_set_n_threads(backend: *mut Backend, n_threads: c_int) {
-    guard("set_n_threads", (), || match backend_ctx(backend) {
-        Some(ctx) => ctx.set_n_threads(n_threads),
-        None => log_error("fairy2i: set_n_threads called with a backend that is not FAIRY2I"),
+unsafe extern "C" fn f2i_set_n_threads(backend: *mut Backend, n_threads: c_int) {
+    // SAFETY: ggml passes a live backend (this callback's contract).
+    guard("set_n_threads", (), || {
+        match unsafe { backend_ctx(backend) } {
+            Some(ctx) => ctx.set_n_threads(n_threads),
+            None => log_error("fairy2i: set_n_threads called with a backend that is not FAIRY2I"),
+        }
     })
 }
 
@@ -675,8 +683,13 @@ impl Drop for CpuBackend {
     }
 }
 
+/// # Safety
+/// `buft` is NULL or a live buffer type (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_dev_supports_buft(_dev: *mut BackendDevice, buft: *mut BufferType) -> bool {
+unsafe extern "C" fn f2i_dev_supports_buft(
+    _dev: *mut BackendDevice,
+    buft: *mut BufferType,
+) -> bool {
     // SAFETY: ggml passes a live buffer type (the shim handles NULL).
     guard(
         "supports_buft",
@@ -728,20 +741,26 @@ extern "C" fn f2i_buft_is_host(_buft: *mut BufferType) -> bool {
 // ---------------------------------------------------------------- buffers
 
 /// Our allocation behind a buffer callback's buffer.
-fn our_buffer<'a>(buffer: *mut Buffer) -> Option<&'a HostBuffer> {
-    // SAFETY: ggml passes a live buffer to its callbacks.
+///
+/// # Safety
+/// `buffer` is NULL or a live `struct ggml_backend_buffer` that stays alive for `'a`.
+unsafe fn our_buffer<'a>(buffer: *mut Buffer) -> Option<&'a HostBuffer> {
+    // SAFETY: the caller's contract.
     unsafe { BufferRef::from_ptr(buffer) }.and_then(BufferRef::host_buffer)
 }
 
 /// `tensor->data + offset`, checked to lie with `size` bytes inside `host`.
-fn tensor_range(
+///
+/// # Safety
+/// `tensor` is NULL or a live `struct ggml_tensor`.
+unsafe fn tensor_range(
     host: &HostBuffer,
     tensor: *const GgmlTensor,
     offset: usize,
     size: usize,
     what: &str,
 ) -> Option<*mut u8> {
-    // SAFETY: ggml passes a live tensor to buffer callbacks.
+    // SAFETY: the caller's contract.
     let t = unsafe { Tensor::from_ptr(tensor) }?;
     let addr = (t.data() as usize).checked_add(offset)?;
     if t.data().is_null() || !range_inside(host.base() as usize, host.size(), addr, size) {
@@ -754,8 +773,10 @@ fn tensor_range(
     Some(t.data().wrapping_add(offset))
 }
 
+/// # Safety
+/// `buffer` is NULL or a live buffer, freed once (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_buffer_free_buffer(buffer: *mut Buffer) {
+unsafe extern "C" fn f2i_buffer_free_buffer(buffer: *mut Buffer) {
     guard("free_buffer", (), || {
         // SAFETY: ggml passes a live buffer.
         if unsafe { f2i_shim_buffer_is_ours(buffer) } == 0 {
@@ -771,15 +792,20 @@ extern "C" fn f2i_buffer_free_buffer(buffer: *mut Buffer) {
     })
 }
 
+/// # Safety
+/// `buffer` is NULL or a live buffer (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_buffer_get_base(buffer: *mut Buffer) -> *mut c_void {
+unsafe extern "C" fn f2i_buffer_get_base(buffer: *mut Buffer) -> *mut c_void {
     guard("get_base", ptr::null_mut(), || {
-        our_buffer(buffer).map_or(ptr::null_mut(), |h| h.base().cast())
+        // SAFETY: ggml passes a live buffer (this callback's contract).
+        unsafe { our_buffer(buffer) }.map_or(ptr::null_mut(), |h| h.base().cast())
     })
 }
 
+/// # Safety
+/// `buffer` and `tensor` are NULL or live (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_buffer_memset_tensor(
+unsafe extern "C" fn f2i_buffer_memset_tensor(
     buffer: *mut Buffer,
     tensor: *mut GgmlTensor,
     value: u8,
@@ -787,10 +813,12 @@ extern "C" fn f2i_buffer_memset_tensor(
     size: usize,
 ) {
     guard("memset_tensor", (), || {
-        let Some(host) = our_buffer(buffer) else {
+        // SAFETY: ggml passes a live buffer (this callback\'s contract).
+        let Some(host) = (unsafe { our_buffer(buffer) }) else {
             return;
         };
-        if let Some(dst) = tensor_range(host, tensor, offset, size, "memset_tensor") {
+        // SAFETY: ggml passes a live tensor (this callback\'s contract).
+        if let Some(dst) = unsafe { tensor_range(host, tensor, offset, size, "memset_tensor") } {
             // SAFETY: [dst, dst + size) lies inside our allocation (tensor_range).
             unsafe { ptr::write_bytes(dst, value, size) }
         }
@@ -808,13 +836,15 @@ unsafe extern "C" fn f2i_buffer_set_tensor(
     size: usize,
 ) {
     guard("set_tensor", (), || {
-        let Some(host) = our_buffer(buffer) else {
+        // SAFETY: ggml passes a live buffer (this callback\'s contract).
+        let Some(host) = (unsafe { our_buffer(buffer) }) else {
             return;
         };
         if size == 0 || data.is_null() {
             return;
         }
-        if let Some(dst) = tensor_range(host, tensor, offset, size, "set_tensor") {
+        // SAFETY: ggml passes a live tensor (this callback\'s contract).
+        if let Some(dst) = unsafe { tensor_range(host, tensor, offset, size, "set_tensor") } {
             // SAFETY: dst..dst+size is inside our allocation; data is readable for size bytes (ggml's
             // contract); ptr::copy tolerates overlap.
             unsafe { ptr::copy(data.cast::<u8>(), dst, size) }
@@ -833,13 +863,15 @@ unsafe extern "C" fn f2i_buffer_get_tensor(
     size: usize,
 ) {
     guard("get_tensor", (), || {
-        let Some(host) = our_buffer(buffer) else {
+        // SAFETY: ggml passes a live buffer (this callback\'s contract).
+        let Some(host) = (unsafe { our_buffer(buffer) }) else {
             return;
         };
         if size == 0 || data.is_null() {
             return;
         }
-        if let Some(src) = tensor_range(host, tensor, offset, size, "get_tensor") {
+        // SAFETY: ggml passes a live tensor (this callback\'s contract).
+        if let Some(src) = unsafe { tensor_range(host, tensor, offset, size, "get_tensor") } {
             // SAFETY: src..src+size is inside our allocation; data is writable for size bytes (ggml's
             // contract); ptr::copy tolerates overlap.
             unsafe { ptr::copy(src.cast_const(), data.cast::<u8>(), size) }
@@ -847,14 +879,17 @@ unsafe extern "C" fn f2i_buffer_get_tensor(
     })
 }
 
+/// # Safety
+/// `buffer`, `src` and `dst` are NULL or live (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_buffer_cpy_tensor(
+unsafe extern "C" fn f2i_buffer_cpy_tensor(
     buffer: *mut Buffer,
     src: *const GgmlTensor,
     dst: *mut GgmlTensor,
 ) -> bool {
     guard("cpy_tensor", false, || {
-        let Some(host) = our_buffer(buffer) else {
+        // SAFETY: ggml passes a live buffer (this callback\'s contract).
+        let Some(host) = (unsafe { our_buffer(buffer) }) else {
             return false;
         };
         // SAFETY: ggml passes live tensors.
@@ -870,7 +905,8 @@ extern "C" fn f2i_buffer_cpy_tensor(
         if s.data().is_null() || !range_inside(base, len, s.data() as usize, size) {
             return false;
         }
-        let Some(to) = tensor_range(host, dst, 0, size, "cpy_tensor") else {
+        // SAFETY: ggml passes a live tensor (this callback's contract).
+        let Some(to) = (unsafe { tensor_range(host, dst, 0, size, "cpy_tensor") }) else {
             return false;
         };
         // SAFETY: both ranges were checked to lie inside live buffers; ptr::copy tolerates overlap.
@@ -879,10 +915,13 @@ extern "C" fn f2i_buffer_cpy_tensor(
     })
 }
 
+/// # Safety
+/// `buffer` is NULL or a live buffer (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_buffer_clear(buffer: *mut Buffer, value: u8) {
+unsafe extern "C" fn f2i_buffer_clear(buffer: *mut Buffer, value: u8) {
     guard("clear", (), || {
-        if let Some(host) = our_buffer(buffer) {
+        // SAFETY: ggml passes a live buffer (this callback's contract).
+        if let Some(host) = unsafe { our_buffer(buffer) } {
             // SAFETY: the whole allocation is ours and at least host.size() bytes long.
             unsafe { ptr::write_bytes(host.base(), value, host.size()) }
         }
@@ -896,10 +935,13 @@ extern "C" fn f2i_backend_get_name(_backend: *mut Backend) -> *const c_char {
     DEVICE_NAME.as_ptr()
 }
 
+/// # Safety
+/// `backend` is NULL or a live backend, freed once (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_backend_free(backend: *mut Backend) {
+unsafe extern "C" fn f2i_backend_free(backend: *mut Backend) {
     guard("backend_free", (), || {
-        if backend_ctx(backend).is_none() {
+        // SAFETY: ggml passes a live backend (this callback's contract).
+        if unsafe { backend_ctx(backend) }.is_none() {
             return;
         }
         // SAFETY: our backend (checked above): the context is a leaked Box<BackendCtx>, and the struct
@@ -925,10 +967,16 @@ extern "C" fn f2i_backend_free(backend: *mut Backend) {
     })
 }
 
+/// # Safety
+/// `backend` and `graph` are NULL or live for the duration of the call (ggml's contract for this callback).
 #[no_mangle]
-extern "C" fn f2i_backend_graph_compute(backend: *mut Backend, graph: *mut GgmlCgraph) -> c_int {
+unsafe extern "C" fn f2i_backend_graph_compute(
+    backend: *mut Backend,
+    graph: *mut GgmlCgraph,
+) -> c_int {
     guard("graph_compute", GGML_STATUS_FAILED, || {
-        let Some(ctx) = backend_ctx(backend) else {
+        // SAFETY: ggml passes a live backend (this callback's contract).
+        let Some(ctx) = (unsafe { backend_ctx(backend) }) else {
             return GGML_STATUS_FAILED;
         };
         if graph.is_null() {
