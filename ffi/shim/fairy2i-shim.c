@@ -232,7 +232,7 @@ int f2i_shim_buffer_usage(ggml_backend_buffer_t b) { return (int) b->usage; }
 const char * f2i_shim_op_name(int op) {
     return (op >= 0 && op < GGML_OP_COUNT && ggml_op_name != NULL) ? ggml_op_name((enum ggml_op) op) : NULL;
 }
-_Static_assert(GGML_BACKEND_BUFFER_USAGE_COMPUTE == 2, "ggml_backend_buffer_usage changed");
+_Static_assert(GGML_BACKEND_BUFFER_USAGE_WEIGHTS == 1, "ggml_backend_buffer_usage changed");
 
 // ---------------------------------------------------------------- the host's CPU backend
 // The CPU device of the host process, NULL when it has none (or lacks the functions).

@@ -54,8 +54,8 @@ const GGML_STATUS_FAILED: c_int = -1;
 const DEVICE_TYPE_ACCEL: c_int = 3;
 /// `GGML_TENSOR_FLAG_COMPUTE`.
 const TENSOR_FLAG_COMPUTE: i32 = 16;
-/// `GGML_BACKEND_BUFFER_USAGE_COMPUTE`.
-const BUFFER_USAGE_COMPUTE: c_int = 2;
+/// `GGML_BACKEND_BUFFER_USAGE_WEIGHTS`.
+const BUFFER_USAGE_WEIGHTS: c_int = 1;
 /// `enum ggml_log_level` values.
 const LOG_INFO: c_int = 2;
 const LOG_WARN: c_int = 3;
@@ -286,10 +286,13 @@ impl<'a> BufferRef<'a> {
         self.buft() == unsafe { f2i_shim_buft() }
     }
 
-    /// Whether ggml marked the buffer as a compute buffer (intermediate results).
-    fn is_compute(self) -> bool {
+    /// Whether the buffer holds weights: ggml marked it so (the model loader does), or it is the
+    /// zero-size placeholder the loader probes a buffer type with. (A buffer made by an RPC server
+    /// has neither mark: usage does not travel over RPC.)
+    fn holds_weights(self) -> bool {
         // SAFETY: a live buffer; the accessor reads one field.
-        unsafe { f2i_shim_buffer_usage(self.ptr.as_ptr()) == BUFFER_USAGE_COMPUTE }
+        let usage = unsafe { f2i_shim_buffer_usage(self.ptr.as_ptr()) };
+        usage == BUFFER_USAGE_WEIGHTS || self.range().1 == 0
     }
 
     /// The base address and size, as ggml's `ggml_backend_buffer_get_base`/`_size` report them.
@@ -445,13 +448,26 @@ unsafe extern "C" fn f2i_dev_get_memory(
     free: *mut usize,
     total: *mut usize,
 ) {
-    // No device memory of its own: the buffers are ordinary host memory.
-    for out in [free, total] {
+    // The buffers are ordinary host memory: report the host's (llama.cpp's --fit skips devices that
+    // report none, e.g. an RPC server serving this device).
+    let (f, t) = host_memory().unwrap_or((0, 0));
+    for (out, v) in [(free, f), (total, t)] {
         if !out.is_null() {
             // SAFETY: a non-NULL out-pointer from ggml is writable.
-            unsafe { out.write(0) }
+            unsafe { out.write(v) }
         }
     }
+}
+
+/// (available, total) bytes of host memory from `/proc/meminfo`.
+fn host_memory() -> Option<(usize, usize)> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<usize> {
+        let line = info.lines().find(|l| l.starts_with(name))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    };
+    Some((field("MemAvailable:")?, field("MemTotal:")?))
 }
 
 #[no_mangle]
@@ -588,7 +604,7 @@ fn hand_on(t: Tensor<'_>) -> Result<(), &'static str> {
         }
         if i > 0
             && s.buffer()
-                .is_some_and(|b| b.has_our_type() && !b.is_compute())
+                .is_some_and(|b| b.has_our_type() && b.holds_weights())
         {
             return Err("a non-F2I weight would be placed in a FAIRY2I buffer");
         }
@@ -599,6 +615,14 @@ fn hand_on(t: Tensor<'_>) -> Result<(), &'static str> {
         return Err("ggml-cpu does not support it");
     }
     Ok(())
+}
+
+/// Whether `t` or one of its sources is F2I data.
+fn touches_f2i(t: Tensor<'_>) -> bool {
+    std::iter::once(Some(t))
+        .chain((0..10).map(|i| t.src(i)))
+        .flatten()
+        .any(|s| is_f2i(s.ty()))
 }
 
 /// Whether `t` or one of its sources is F2I data, and all such data lies in our buffer type or in
@@ -1062,7 +1086,10 @@ unsafe extern "C" fn f2i_backend_graph_compute(
                     if cpu_slot.is_none() {
                         *cpu_slot = CpuBackend::new();
                     }
-                    let runs_on_cpu = hand_on(node).is_ok()
+                    // Whatever ggml-cpu runs is run, whatever the rules of `hand_on` (they steer
+                    // llama.cpp's scheduler; an RPC server hands this device whole graphs without
+                    // asking `supports_op`).
+                    let runs_on_cpu = !touches_f2i(node)
                         && cpu_slot.as_ref().is_some_and(|c| c.supports(node));
                     if !runs_on_cpu {
                         log_error(&format!(
