@@ -413,12 +413,13 @@ unsafe extern "C" fn f2i_reg_get_proc_address(
 }
 
 /// `ggml_backend_set_n_threads`: threads for the following graphs of this backend.
+///
 /// # Safety
 /// `backend` is NULL or a live `ggml_backend` (ggml's contract for this callback).
 #[no_mangle]
 unsafe extern "C" fn f2i_set_n_threads(backend: *mut Backend, n_threads: c_int) {
-    // SAFETY: ggml passes a live backend (this callback's contract).
     guard("set_n_threads", (), || {
+        // SAFETY: ggml passes a live backend (this callback's contract).
         match unsafe { backend_ctx(backend) } {
             Some(ctx) => ctx.set_n_threads(n_threads),
             None => log_error("fairy2i: set_n_threads called with a backend that is not FAIRY2I"),
