@@ -1090,8 +1090,8 @@ unsafe extern "C" fn f2i_backend_graph_compute(
                     // Whatever ggml-cpu runs is run, whatever the rules of `hand_on` (they steer
                     // llama.cpp's scheduler; an RPC server hands this device whole graphs without
                     // asking `supports_op`).
-                    let runs_on_cpu = !touches_f2i(node)
-                        && cpu_slot.as_ref().is_some_and(|c| c.supports(node));
+                    let runs_on_cpu =
+                        !touches_f2i(node) && cpu_slot.as_ref().is_some_and(|c| c.supports(node));
                     if !runs_on_cpu {
                         log_error(&format!(
                             "fairy2i: graph_compute: node '{}' ({}) cannot run: {why}; no backend \

@@ -8,13 +8,10 @@
 //! - `rpc_plain_model_across_two_cpu_servers_matches_one_process`: the control (no F2I tensor, servers
 //!   on llama.cpp's CPU device). Passes today; if it fails, the harness is wrong, not the plugin.
 //! - `rpc_f2i_*`: servers on the FAIRY2I device (`-d FAIRY2I`; without `-d` the server skips ACCEL
-//!   devices and serves CPU, which crashes on the first F2I product). **Ignored until the FAIRY2I
-//!   device computes whole graphs on a server**: an RPC server runs every graph it receives on its one
-//!   backend (`ggml-rpc.cpp` `rpc_server::graph_compute`), so the device must run every node, also
-//!   when every buffer it sees has usage ANY (usage does not travel over RPC). Today the server
-//!   refuses the first non-MUL_MAT node (`norm-0`) and aborts (docs/rpc-notes.md §3-4). Run them with
-//!   `cargo test --release -p fairy2i-tests --test rpc -- --ignored`; `FAIRY2I_LLAMA_DIR` may point at
-//!   a private build dir (its `bin/` with copied executables and the plugin to try).
+//!   devices and serves CPU, which crashes on the first F2I product). An RPC server runs every graph
+//!   it receives on its one backend (`ggml-rpc.cpp` `rpc_server::graph_compute`) without asking
+//!   `supports_op`, so the FAIRY2I device computes whole graphs there: F2I products itself, every
+//!   other node on ggml-cpu (docs/backend.md §3.1, §3.3; findings in docs/rpc-notes.md).
 //!
 //! Prerequisites as in `llama_tools.rs`, plus `bin/ggml-rpc-server` (built by `ffi/build-llama.sh`).
 
@@ -307,7 +304,6 @@ fn rpc_plain_model_across_two_cpu_servers_matches_one_process() {
 }
 
 #[test]
-#[ignore = "issue 18: fails until the FAIRY2I device computes whole graphs (docs/rpc-notes.md)"]
 fn rpc_f2i_smollm_across_two_fairy2i_servers_matches_one_process() {
     let test = "rpc_f2i_smollm_across_two_fairy2i_servers_matches_one_process";
     let Some((llama, m)) = env(test, &[SMOLLM]) else {
@@ -321,7 +317,6 @@ fn rpc_f2i_smollm_across_two_fairy2i_servers_matches_one_process() {
 }
 
 #[test]
-#[ignore = "issue 18: fails until the FAIRY2I device computes whole graphs (docs/rpc-notes.md)"]
 fn rpc_f2i_qwen_across_two_fairy2i_servers_matches_one_process() {
     let test = "rpc_f2i_qwen_across_two_fairy2i_servers_matches_one_process";
     let Some((llama, m)) = env(test, &[QWEN]) else {
