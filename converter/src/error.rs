@@ -191,6 +191,13 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// Standard output could not be written (other than by its reader going away).
+    #[error("standard output: {0}")]
+    Stdout(std::io::Error),
+    /// Standard output was closed by its reader (`fairy2i inspect FILE | head`): not a failure,
+    /// the command stops printing and exits 0 without a message.
+    #[error("standard output was closed")]
+    StdoutClosed,
 }
 
 /// Adds a path to I/O errors.

@@ -25,9 +25,11 @@ fn main() -> ExitCode {
         cli::Command::BenchConvert(a) => cmd::bench::run(a),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        // The reader of a pipe went away (`fairy2i inspect FILE | head`): as for any filter, not
+        // an error.
+        Ok(()) | Err(error::Error::StdoutClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fairy2i: {e}");
+            cmd::print_err(&format!("fairy2i: {e}\n"));
             ExitCode::from(2)
         }
     }

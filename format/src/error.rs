@@ -69,6 +69,19 @@ pub enum Error {
     /// A string that is not UTF-8 where UTF-8 is required.
     #[error("{0}: not valid UTF-8")]
     InvalidUtf8(String),
+    /// An array item whose type is not the array's element type (the writer refuses it; a reader
+    /// would decode the item's bytes as the element type).
+    #[error("key '{key}': item {at} of an array of {expected} is a {got}")]
+    MixedArray {
+        /// The key.
+        key: String,
+        /// Where the item sits: its index, one `[i]` per nesting level (`[3]`, `[0][2]`).
+        at: String,
+        /// The array's element type.
+        expected: &'static str,
+        /// The item's type.
+        got: &'static str,
+    },
     /// The same key twice.
     #[error("duplicate key '{0}'")]
     DuplicateKey(String),

@@ -1,6 +1,7 @@
-//! `llama`: Llama and Mistral checkpoints. llama.cpp stores the rows of attn_q/attn_k permuted per
-//! head (interleaved rope halves): inside each head, output row `2*i + j` is input row
-//! `j*(head_dim/2) + i`.
+//! `llama`: Llama and Mistral checkpoints (MistralConfig, unlike LlamaConfig, leaves `head_dim`
+//! unset, so a Mistral file has no key_length unless config.json gives a number). llama.cpp stores
+//! the rows of attn_q/attn_k permuted per head (interleaved rope halves): inside each head, output
+//! row `2*i + j` is input row `j*(head_dim/2) + i`.
 
 use fairy2i_format::gguf::Value;
 

@@ -200,19 +200,27 @@ impl Arch {
     pub fn hparam_kvs(self, cfg: &HfConfig, file_type: u32) -> Result<Vec<(String, Value)>> {
         let a = self.name();
         let mut kv: Vec<(String, Value)> = Vec::new();
+        // A null value reaches these only where the reference converter fails on it.
         let u32_of = |field: &str, v: &Json| -> Result<Value> {
+            if v.is_null() {
+                return Err(cfg.field_error(field, "is null"));
+            }
             v.as_u64()
                 .and_then(|x| u32::try_from(x).ok())
                 .map(Value::U32)
                 .ok_or_else(|| cfg.field_error(field, "must be an integer that fits in u32"))
         };
         let f32_of = |field: &str, v: &Json| -> Result<Value> {
+            if v.is_null() {
+                return Err(cfg.field_error(field, "is null"));
+            }
             v.as_f64()
                 .map(|x| Value::F32(x as f32))
                 .ok_or_else(|| cfg.field_error(field, "must be a number"))
         };
+        // `find_hparam` (the first key present, even if null); a null block count fails there.
         let block_count = cfg
-            .find(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])
+            .find_present(&["n_layers", "num_hidden_layers", "n_layer", "num_layers"])
             .ok_or_else(|| cfg.field_error("num_hidden_layers", "is missing"))?;
         kv.push((
             format!("{a}.block_count"),
@@ -251,23 +259,43 @@ impl Arch {
             ),
         ];
         for (key, names) in u32_keys {
-            if let Some((field, v)) = cfg.find(names) {
-                kv.push((format!("{a}.{key}"), u32_of(field, v)?));
+            match cfg.find_present(names) {
+                Some((field, v)) if !v.is_null() => {
+                    kv.push((format!("{a}.{key}"), u32_of(field, v)?))
+                }
+                // The reference leaves the key out, and llama.cpp cannot load such a file (only
+                // head_count_kv has a default there: the head count).
+                found if key != "attention.head_count_kv" => {
+                    return Err(required(cfg, names, found));
+                }
+                _ => {}
             }
         }
-        // Rope scaling (transformers 4.x `rope_scaling`, mirrored rope_theta etc.).
-        let rope = match cfg
-            .params
-            .get("rope_parameters")
-            .or_else(|| cfg.params.get("rope_scaling"))
-        {
-            Some(Json::Object(m)) => m.clone(),
+        // Rope scaling (transformers 4.x `rope_scaling`, mirrored rope_theta etc.):
+        // `hparams.get("rope_parameters", hparams.get("rope_scaling")) or {}`, so a null
+        // `rope_parameters` hides `rope_scaling`.
+        let (rope_key, rope) = match cfg.params.get_key_value("rope_parameters") {
+            Some((k, v)) => (k.as_str(), v),
+            None => (
+                "rope_scaling",
+                cfg.params.get("rope_scaling").unwrap_or(&Json::Null),
+            ),
+        };
+        let rope = match rope {
+            Json::Object(m) => m.clone(),
             _ => serde_json::Map::new(),
         };
-        let rope_type = rope
-            .get("rope_type")
-            .or_else(|| rope.get("type"))
-            .and_then(Json::as_str);
+        // The llama class calls `rope_params.get("rope_type", '').lower()`: a null rope_type
+        // (left null by the config class) makes it fail.
+        if self == Arch::Llama && rope.get("rope_type").is_some_and(Json::is_null) {
+            return Err(cfg.field_error(&format!("{rope_key}.rope_type"), "is null"));
+        }
+        // A legacy "type" stands in for a *missing* "rope_type" (a null one stays null; the config
+        // classes that copy "type" over "rope_type" already did so in `HfConfig::load`).
+        let rope_type = match rope.get("rope_type") {
+            Some(t) => t.as_str(),
+            None => rope.get("type").and_then(Json::as_str),
+        };
         let factor = rope.get("factor").filter(|v| !v.is_null());
         match (rope_type, factor) {
             (None, _) | (Some("dynamic"), _) | (Some("default"), _) => {}
@@ -324,29 +352,31 @@ impl Arch {
                 })
             }
         }
-        // A rope_theta inside the rope dict wins; otherwise the global one is mirrored into it.
-        let theta = rope
-            .get("rope_theta")
-            .filter(|v| !v.is_null())
-            .map(|v| ("rope_theta".to_string(), v.clone()))
-            .or_else(|| {
-                cfg.find(&[
+        // A rope_theta key inside the rope dict wins, even a null one (then no freq_base);
+        // otherwise the global one is mirrored into it.
+        let theta = match rope.get("rope_theta") {
+            Some(v) => Some(("rope_theta".to_string(), v.clone())).filter(|(_, v)| !v.is_null()),
+            None => cfg
+                .find(&[
                     "global_rope_theta",
                     "rope_global_theta",
                     "rope_theta_global",
                     "rope_theta",
                     "rotary_emb_base",
                 ])
-                .map(|(k, v)| (k.to_string(), v.clone()))
-            });
+                .map(|(k, v)| (k.to_string(), v.clone())),
+        };
         if let Some((field, v)) = theta {
             kv.push((format!("{a}.rope.freq_base"), f32_of(&field, &v)?));
         }
-        if let Some((field, v)) = cfg.find(&["rms_norm_eps", "norm_eps"]) {
-            kv.push((
+        // Required by llama.cpp's llama, qwen2 and qwen3 loaders, as above.
+        let eps_names = ["rms_norm_eps", "norm_eps"];
+        match cfg.find_present(&eps_names) {
+            Some((field, v)) if !v.is_null() => kv.push((
                 format!("{a}.attention.layer_norm_rms_epsilon"),
                 f32_of(field, v)?,
-            ));
+            )),
+            found => return Err(required(cfg, &eps_names, found)),
         }
         if let Some((field, v)) =
             cfg.find(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"])
@@ -368,5 +398,14 @@ impl Arch {
             kv.extend(llama::extra_kvs(cfg)?);
         }
         Ok(kv)
+    }
+}
+
+/// The error for a hyper-parameter whose GGUF key the reference converter would leave out although
+/// llama.cpp needs it: `found` is the first of `names` present (null), or none of them is.
+fn required(cfg: &HfConfig, names: &[&str], found: Option<(&str, &Json)>) -> Error {
+    match found {
+        Some((field, _)) => cfg.field_error(field, "is null (llama.cpp needs it)"),
+        None => cfg.field_error(names.first().copied().unwrap_or("?"), "is missing"),
     }
 }

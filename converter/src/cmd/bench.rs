@@ -12,11 +12,14 @@ pub fn run(args: &BenchConvertArgs) -> Result<()> {
     let has_tokenizer =
         dir.join("tokenizer.json").is_file() || dir.join("tokenizer.model").is_file();
     let tmp = tempfile::tempdir().at(std::env::temp_dir())?;
-    println!("threads: {}", rayon::current_num_threads());
-    println!(
-        "{:<8} {:>12} {:>9} {:>9}",
-        "type", "input MB", "seconds", "MB/s"
-    );
+    super::print_out(&format!(
+        "threads: {}\n{:<8} {:>12} {:>9} {:>9}\n",
+        rayon::current_num_threads(),
+        "type",
+        "input MB",
+        "seconds",
+        "MB/s"
+    ))?;
     for &ty in &args.types {
         let output = tmp.path().join("bench.gguf");
         let convert = ConvertArgs {
@@ -36,13 +39,13 @@ pub fn run(args: &BenchConvertArgs) -> Result<()> {
         let summary = super::convert::convert(&convert)?;
         let (bytes, secs) = summary.throughput();
         let name = ty.ggml().name();
-        println!(
-            "{:<8} {:>12.1} {:>9.2} {:>9.1}",
+        super::print_out(&format!(
+            "{:<8} {:>12.1} {:>9.2} {:>9.1}\n",
             name,
             bytes as f64 / 1e6,
             secs,
             bytes as f64 / 1e6 / secs.max(1e-9)
-        );
+        ))?;
         std::fs::remove_file(&output).at(&output)?;
     }
     Ok(())

@@ -266,7 +266,7 @@ pub fn convert(args: &ConvertArgs) -> Result<Summary> {
     })?;
     progress.finish();
     if !args.quant.quiet {
-        eprint!("{}", summary.render(out_path));
+        super::print_err(&summary.render(out_path));
     }
     Ok(summary)
 }

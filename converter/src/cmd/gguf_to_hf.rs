@@ -208,11 +208,11 @@ pub fn run(args: &GgufToHfArgs) -> Result<()> {
     };
     write_json("model.safetensors.index.json", &index)?;
     write_json("config.json", &config)?;
-    eprintln!(
-        "wrote {} ({} shards, {} bytes of bf16)",
+    super::print_err(&format!(
+        "wrote {} ({} shards, {} bytes of bf16)\n",
         out.display(),
         n,
         total
-    );
+    ));
     Ok(())
 }

@@ -14,8 +14,7 @@ use crate::report::bpw;
 /// Runs `inspect`, printing to stdout.
 pub fn run(args: &InspectArgs) -> Result<()> {
     let text = render(&args.file, args.max_items)?;
-    print!("{text}");
-    Ok(())
+    super::print_out(&text)
 }
 
 /// The listing of `path` (the path itself does not appear in it).

@@ -6,11 +6,31 @@ pub mod gguf_to_hf;
 pub mod inspect;
 pub mod quantize;
 
+use std::io::Write;
 use std::path::Path;
 
 use fairy2i_format::gguf::GgufWriter;
 
 use crate::error::{Error, FormatContext, Result};
+
+/// Writes `text` to standard output. A reader that went away (a closed pipe) gives
+/// [`Error::StdoutClosed`], which `main` turns into a quiet exit 0.
+pub fn print_out(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Error::StdoutClosed,
+            _ => Error::Stdout(e),
+        })
+}
+
+/// Writes `text` to standard error, ignoring failures: a closed or full stderr must not turn a
+/// finished job into a failure (or a panic, as `eprint!` would).
+pub fn print_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+}
 
 /// Sizes the global rayon pool (once per process).
 pub fn init_threads(threads: Option<usize>) -> Result<()> {

@@ -238,7 +238,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     })?;
     progress.finish();
     if !args.quant.quiet {
-        eprint!("{}", summary.render(out_path));
+        super::print_err(&summary.render(out_path));
     }
     Ok(())
 }

@@ -2,6 +2,22 @@
 //! defaults the config class fills in for the keys that reach the GGUF (llama.cpp's converter reads
 //! hyper-parameters from that dict, so e.g. a Llama config without `head_dim` still gets
 //! `key_length`). Also `generation_config.json` (sampling keys).
+//!
+//! Null fields (transformers ≥ 4.57 writes `"head_dim": null`, `"sliding_window": null`, …) follow
+//! the same path as in llama.cpp b11434's `convert_hf_to_gguf.py` under transformers 4.57.6:
+//! - a key the file *lacks* gets the class default, but a key the file sets to `null` is passed to
+//!   the class as `None` and stays `None`, except where the class itself replaces `None`
+//!   (`num_key_value_heads` → `num_attention_heads` in every class; llama's `head_dim` →
+//!   `hidden_size / num_attention_heads`);
+//! - `find_hparam` takes the first key *present*, so a null one hides the keys after it, and
+//!   `hparams.get(k)` of a null key is `None`: the GGUF key it feeds is left out;
+//! - `model_type: null` (or one transformers does not know) makes `AutoConfig` fail, and the
+//!   converter then reads `config.json` as it is, with no class defaults;
+//! - a null field that the reference converter cannot do without (block count, sizes, head counts,
+//!   `vocab_size` for llama, `text_config`) makes it fail, and some (`max_position_embeddings`,
+//!   `rms_norm_eps`, `intermediate_size`, …) make it leave out a key llama.cpp needs to load the
+//!   file; `fairy2i convert` refuses such a config with an error naming the field (it needs the
+//!   sizes for the tensor shapes too). `converter/tests/null_fields.rs` has every case.
 
 use std::path::{Path, PathBuf};
 
@@ -56,11 +72,16 @@ impl HfConfig {
                     })
                 }
             },
-            _ => {
+            other => {
                 return Err(Error::ConfigField {
                     path,
                     field: "architectures".into(),
-                    problem: "is missing".into(),
+                    problem: match other {
+                        None => "is missing",
+                        Some(Json::Null) => "is null",
+                        Some(_) => "must be a non-empty list of strings",
+                    }
+                    .into(),
                 })
             }
         };
@@ -71,13 +92,21 @@ impl HfConfig {
                 supported: Arch::supported_hf().join(", "),
             });
         };
-        let model_type = params
-            .get("model_type")
-            .and_then(Json::as_str)
-            .unwrap_or(arch.default_model_type())
-            .to_string();
-        fill_defaults(&mut params, &model_type, arch);
+        // transformers picks the config class by `model_type`; without one it matches class names
+        // against the folder path, approximated here by the architecture's own class.
+        let model_type = match params.get("model_type") {
+            None => Some(arch.default_model_type().to_string()),
+            Some(Json::String(s)) => Some(s.clone()),
+            Some(_) => None,
+        };
+        if let Some(model_type) = model_type {
+            fill_defaults(&mut params, &model_type);
+        }
         let cfg = HfConfig { path, params, arch };
+        // `hparams.get("text_config", {})` is None: the reference converter fails.
+        if cfg.params.get("text_config").is_some_and(Json::is_null) {
+            return Err(cfg.field_error("text_config", "is null"));
+        }
         // The fields every supported architecture needs, checked once here.
         for field in [
             "num_hidden_layers",
@@ -115,18 +144,24 @@ impl HfConfig {
         }
     }
 
-    /// The first of `keys` present (and not null), as llama.cpp's `find_hparam`.
-    pub fn find(&self, keys: &[&str]) -> Option<(&str, &Json)> {
+    /// The first of `keys` present, even with a null value, as llama.cpp's `find_hparam`.
+    pub fn find_present(&self, keys: &[&str]) -> Option<(&str, &Json)> {
         keys.iter()
             .find_map(|k| self.params.get_key_value(*k))
-            .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// As [`HfConfig::find_present`], but `None` when that key is null (llama.cpp's
+    /// `if (x := find_hparam(keys, optional=True)) is not None`): a null key hides the keys after it.
+    pub fn find(&self, keys: &[&str]) -> Option<(&str, &Json)> {
+        self.find_present(keys).filter(|(_, v)| !v.is_null())
     }
 
     /// A required non-negative integer field.
     pub fn u64(&self, field: &str) -> Result<u64> {
         match self.params.get(field) {
-            None | Some(Json::Null) => Err(self.field_error(field, "is missing")),
+            None => Err(self.field_error(field, "is missing")),
+            Some(Json::Null) => Err(self.field_error(field, "is null")),
             Some(v) => v
                 .as_u64()
                 .ok_or_else(|| self.field_error(field, "must be a non-negative integer")),
@@ -157,7 +192,8 @@ impl HfConfig {
         }
     }
 
-    /// Whether the output projection is tied to the token embeddings.
+    /// Whether the output projection is tied to the token embeddings (a null
+    /// `tie_word_embeddings` is `None`, which transformers treats as not tied).
     pub fn tied_embeddings(&self) -> bool {
         self.params
             .get("tie_word_embeddings")
@@ -166,56 +202,69 @@ impl HfConfig {
     }
 }
 
-/// Fills in the defaults of transformers 4.57's config classes for the keys the GGUF reads.
-fn fill_defaults(params: &mut Map<String, Json>, model_type: &str, arch: Arch) {
-    let set = |p: &mut Map<String, Json>, k: &str, v: Json| {
-        if p.get(k).is_none_or(Json::is_null) {
+/// What the config class of `model_type` (transformers 4.57.6) does to the keys the GGUF reads: a
+/// missing key gets the class default, a null key stays null unless the class replaces it. A
+/// `model_type` transformers does not know makes `AutoConfig` fail; the reference converter then
+/// reads the file as it is, so nothing is filled in.
+fn fill_defaults(params: &mut Map<String, Json>, model_type: &str) {
+    // (vocab, hidden, intermediate, layers, heads, max_position_embeddings, kv heads when missing)
+    let (vocab, hidden, inter, layers, heads, ctx, kv_missing) = match model_type {
+        // LlamaConfig: a missing num_key_value_heads is None, then num_attention_heads.
+        "llama" => (32000, 4096, 11008, 32, 32, 2048, None),
+        "mistral" => (32000, 4096, 14336, 32, 32, 4096 * 32, Some(8)),
+        "qwen2" | "qwen3" => (151936, 4096, 22016, 32, 32, 32768, Some(32)),
+        _ => return,
+    };
+    let default = |p: &mut Map<String, Json>, k: &str, v: Json| {
+        if !p.contains_key(k) {
             p.insert(k.to_string(), v);
         }
     };
-    // (vocab, hidden, intermediate, layers, heads, max_position_embeddings)
-    let (vocab, hidden, inter, layers, heads, ctx) = match model_type {
-        "mistral" => (32000, 4096, 14336, 32, 32, 4096 * 32),
-        "qwen2" | "qwen3" => (151936, 4096, 22016, 32, 32, 32768),
-        _ => (32000, 4096, 11008, 32, 32, 2048),
-    };
-    set(params, "vocab_size", vocab.into());
-    set(params, "hidden_size", hidden.into());
-    set(params, "intermediate_size", inter.into());
-    set(params, "num_hidden_layers", layers.into());
-    set(params, "num_attention_heads", heads.into());
-    set(params, "max_position_embeddings", ctx.into());
-    if !params.contains_key("rms_norm_eps") {
-        params.insert("rms_norm_eps".into(), 1e-6.into());
+    default(params, "vocab_size", vocab.into());
+    default(params, "hidden_size", hidden.into());
+    default(params, "intermediate_size", inter.into());
+    default(params, "num_hidden_layers", layers.into());
+    default(params, "num_attention_heads", heads.into());
+    default(params, "max_position_embeddings", ctx.into());
+    default(params, "rms_norm_eps", 1e-6.into());
+    default(params, "rope_theta", 10000.0.into());
+    if let Some(kv) = kv_missing {
+        default(params, "num_key_value_heads", kv.into());
     }
-    if !params.contains_key("rope_theta") {
-        params.insert("rope_theta".into(), 10000.0.into());
-    }
-    let n_head = params
-        .get("num_attention_heads")
-        .cloned()
-        .unwrap_or(Json::Null);
-    if model_type == "mistral" {
-        set(params, "num_key_value_heads", 8.into());
-    } else {
-        set(params, "num_key_value_heads", n_head.clone());
+    // Every class: `if num_key_value_heads is None: num_key_value_heads = num_attention_heads`.
+    if params.get("num_key_value_heads").is_none_or(Json::is_null) {
+        let n_head = params
+            .get("num_attention_heads")
+            .cloned()
+            .unwrap_or(Json::Null);
+        params.insert("num_key_value_heads".into(), n_head);
     }
     match model_type {
-        // LlamaConfig / MistralConfig: head_dim = hidden_size // num_attention_heads when unset.
-        "llama" | "mistral" if params.get("head_dim").is_none_or(Json::is_null) => {
-            let hd = match (
-                params.get("hidden_size").and_then(Json::as_u64),
-                n_head.as_u64(),
-            ) {
-                (Some(h), Some(n)) if n > 0 => Json::from(h / n),
-                _ => Json::Null,
-            };
-            params.insert("head_dim".into(), hd);
+        // LlamaConfig: head_dim = hidden_size // num_attention_heads when missing or null (when
+        // either is not an integer the class raises, AutoConfig fails, and the file is read as
+        // it is).
+        "llama" if params.get("head_dim").is_none_or(Json::is_null) => {
+            let h = params.get("hidden_size").and_then(Json::as_u64);
+            let n = params.get("num_attention_heads").and_then(Json::as_u64);
+            match (h, n) {
+                (Some(h), Some(n)) if n > 0 => {
+                    params.insert("head_dim".into(), Json::from(h / n));
+                }
+                _ => {}
+            }
         }
-        "qwen3" => set(params, "head_dim", 128.into()),
+        // MistralConfig keeps head_dim as given (missing: None); Qwen2Config has no head_dim.
+        "qwen3" => default(params, "head_dim", 128.into()),
         _ => {}
     }
-    let _ = arch;
+    // LlamaConfig, Qwen2Config and Qwen3Config copy a legacy rope_scaling "type" over "rope_type".
+    if matches!(model_type, "llama" | "qwen2" | "qwen3") {
+        if let Some(Json::Object(rope)) = params.get_mut("rope_scaling") {
+            if let Some(t) = rope.get("type").cloned() {
+                rope.insert("rope_type".into(), t);
+            }
+        }
+    }
 }
 
 /// The `general.sampling.*` keys from `generation_config.json`, in gguf-py's order. A missing or

@@ -8,7 +8,7 @@ mod write;
 
 pub use read::{Gguf, MappedGguf, TensorInfo, MAX_ARRAY_DEPTH, MAX_DIMS};
 pub use value::{Array, Metadata, Value, ValueType};
-pub use write::{GgufWriter, TensorSpec};
+pub use write::{validate_header, GgufWriter, TensorSpec};
 
 /// Rounds `x` up to a multiple of `align` (a power of two).
 pub fn align_up(x: u64, align: u64) -> Option<u64> {

@@ -159,11 +159,7 @@ impl<'a> Gguf<'a> {
             metadata.push_unchecked(key, value);
         }
 
-        let alignment = match metadata.get(GENERAL_ALIGNMENT) {
-            None => DEFAULT_ALIGNMENT,
-            Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-            Some(other) => return Err(Error::BadAlignment(other.summary(4))),
-        };
+        let alignment = alignment_of(&metadata)?;
 
         let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors as usize);
         let mut names = std::collections::HashSet::with_capacity(n_tensors as usize);
@@ -176,51 +172,20 @@ impl<'a> Gguf<'a> {
                 return Err(Error::DuplicateTensor(name));
             }
             let n_dims = c.u32(&|| format!("tensor '{name}' n_dims"))?;
-            if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(Error::BadDims {
-                    tensor: name,
-                    n_dims,
-                });
-            }
+            check_n_dims(&name, n_dims as usize)?;
             let mut dims = Vec::with_capacity(n_dims as usize);
             for d in 0..n_dims as usize {
                 let v = c.u64(&|| format!("tensor '{name}' ne[{d}]"))?;
-                if v > i64::MAX as u64 {
-                    return Err(Error::BadDim {
-                        tensor: name,
-                        dim: d,
-                        value: v,
-                    });
-                }
+                check_dim(&name, d, v)?;
                 dims.push(v);
             }
-            // As gguf.cpp: the running element count must stay within int64 (a 0 ends the risk), so
-            // `n_elements` cannot overflow. Stricter than gguf.cpp only for `ne[0] == 0`: the row
-            // count alone must fit too, so `n_rows` cannot overflow either.
-            for start in [0, 1] {
-                let mut count = 1u64;
-                for (d, &v) in dims.iter().enumerate().skip(start) {
-                    count = match count.checked_mul(v) {
-                        Some(n) if n <= i64::MAX as u64 => n,
-                        _ => {
-                            return Err(Error::BadDim {
-                                tensor: name,
-                                dim: d,
-                                value: v,
-                            })
-                        }
-                    };
-                }
-            }
+            check_element_counts(&name, &dims)?;
             let id = c.u32(&|| format!("tensor '{name}' type"))?;
             let ty = GgmlType::from_u32(id).ok_or_else(|| Error::UnknownTensorType {
                 tensor: name.clone(),
                 id,
             })?;
-            let size = ty.tensor_size(&dims).map_err(|e| e.in_tensor(&name))?;
-            if size > i64::MAX as u64 {
-                return Err(Error::Overflow("tensor size").in_tensor(&name));
-            }
+            let size = tensor_byte_size(&name, ty, &dims)?;
             let offset = c.u64(&|| format!("tensor '{name}' offset"))?;
             tensors.push(TensorInfo {
                 name,
@@ -290,6 +255,81 @@ impl<'a> Gguf<'a> {
     }
 }
 
+/// ggml's limit on the number of dimensions: 1 to [`MAX_DIMS`].
+pub(crate) fn check_n_dims(tensor: &str, n_dims: usize) -> Result<()> {
+    if n_dims == 0 || n_dims > MAX_DIMS as usize {
+        return Err(Error::BadDims {
+            tensor: tensor.to_string(),
+            n_dims: u32::try_from(n_dims).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(())
+}
+
+/// One dimension must fit ggml's `int64_t`.
+pub(crate) fn check_dim(tensor: &str, dim: usize, value: u64) -> Result<()> {
+    if value > i64::MAX as u64 {
+        return Err(Error::BadDim {
+            tensor: tensor.to_string(),
+            dim,
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// As gguf.cpp: the running element count must stay within int64 (a 0 ends the risk), so
+/// `n_elements` cannot overflow. Stricter than gguf.cpp only for `ne[0] == 0`: the row count alone
+/// must fit too, so `n_rows` cannot overflow either.
+pub(crate) fn check_element_counts(tensor: &str, dims: &[u64]) -> Result<()> {
+    for start in [0, 1] {
+        let mut count = 1u64;
+        for (d, &v) in dims.iter().enumerate().skip(start) {
+            count = match count.checked_mul(v) {
+                Some(n) if n <= i64::MAX as u64 => n,
+                _ => {
+                    return Err(Error::BadDim {
+                        tensor: tensor.to_string(),
+                        dim: d,
+                        value: v,
+                    })
+                }
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The data size of a tensor: whole blocks per row, and within int64 as a whole.
+pub(crate) fn tensor_byte_size(tensor: &str, ty: GgmlType, dims: &[u64]) -> Result<u64> {
+    let size = ty.tensor_size(dims).map_err(|e| e.in_tensor(tensor))?;
+    if size > i64::MAX as u64 {
+        return Err(Error::Overflow("tensor size").in_tensor(tensor));
+    }
+    Ok(size)
+}
+
+/// An array value `depth` arrays deep (0 for a key's own value) must be less than
+/// [`MAX_ARRAY_DEPTH`] deep.
+pub(crate) fn check_array_depth(key: &str, depth: usize) -> Result<()> {
+    if depth >= MAX_ARRAY_DEPTH {
+        return Err(Error::NestingTooDeep {
+            key: key.to_string(),
+            max: MAX_ARRAY_DEPTH,
+        });
+    }
+    Ok(())
+}
+
+/// `general.alignment`: absent (32) or a non-zero power-of-two u32.
+pub(crate) fn alignment_of(metadata: &Metadata) -> Result<u64> {
+    match metadata.get(GENERAL_ALIGNMENT) {
+        None => Ok(DEFAULT_ALIGNMENT),
+        Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => Ok(u64::from(*a)),
+        Some(other) => Err(Error::BadAlignment(other.summary(4))),
+    }
+}
+
 fn read_value(c: &mut Cursor<'_>, ty: ValueType, key: &str, depth: usize) -> Result<Value> {
     let what = || format!("value of key '{key}'");
     Ok(match ty {
@@ -306,12 +346,7 @@ fn read_value(c: &mut Cursor<'_>, ty: ValueType, key: &str, depth: usize) -> Res
         ValueType::F64 => Value::F64(f64::from_le_bytes(c.array(&what)?)),
         ValueType::String => Value::String(c.string(&what)?.to_vec()),
         ValueType::Array => {
-            if depth >= MAX_ARRAY_DEPTH {
-                return Err(Error::NestingTooDeep {
-                    key: key.to_string(),
-                    max: MAX_ARRAY_DEPTH,
-                });
-            }
+            check_array_depth(key, depth)?;
             let et = c.u32(&what)?;
             let elem_type = ValueType::from_u32(et).ok_or_else(|| Error::UnknownValueType {
                 key: key.to_string(),

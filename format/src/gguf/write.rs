@@ -2,12 +2,20 @@
 //! tensor's data in declared order, one at a time, so a model never has to be held in memory. Output
 //! goes to a temporary file beside the target and is renamed into place by [`GgufWriter::finish`];
 //! dropping an unfinished writer deletes the temporary file.
+//!
+//! The writer refuses every header the reader ([`super::Gguf::parse`]) would reject, before it
+//! creates any file: duplicate keys or tensor names, array items of another type than the array's,
+//! arrays nested too deeply, a bad `general.alignment` or version, 0 or more than 4 dimensions,
+//! dimensions or element counts past int64, rows that are not whole blocks, and sizes past int64.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::align_up;
-use super::keys::{DEFAULT_ALIGNMENT, GENERAL_ALIGNMENT};
+use super::read::{
+    alignment_of, check_array_depth, check_dim, check_element_counts, check_n_dims,
+    tensor_byte_size,
+};
 use super::value::{Metadata, Value};
 use crate::error::{Error, PathContext, Result};
 use crate::types::GgmlType;
@@ -24,16 +32,72 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
-    /// Bytes of this tensor's data.
+    /// Bytes of this tensor's data; an error for a shape the reader would reject.
     pub fn size(&self) -> Result<u64> {
-        self.ty
-            .tensor_size(&self.dims)
-            .map_err(|e| e.in_tensor(&self.name))
+        check_n_dims(&self.name, self.dims.len())?;
+        for (d, &v) in self.dims.iter().enumerate() {
+            check_dim(&self.name, d, v)?;
+        }
+        check_element_counts(&self.name, &self.dims)?;
+        tensor_byte_size(&self.name, self.ty, &self.dims)
     }
 }
 
+/// Checks a header against every rule of the reader, and returns its alignment and each tensor's
+/// data size. Errors name the offending key or tensor.
+pub fn validate_header(
+    version: u32,
+    metadata: &Metadata,
+    tensors: &[TensorSpec],
+) -> Result<(u64, Vec<u64>)> {
+    if version != 2 && version != 3 {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    let mut keys = std::collections::HashSet::with_capacity(metadata.len());
+    for (k, v) in metadata.iter() {
+        if !keys.insert(k) {
+            return Err(Error::DuplicateKey(k.to_string()));
+        }
+        check_value(k, v, &mut Vec::new())?;
+    }
+    let alignment = alignment_of(metadata)?;
+    let mut names = std::collections::HashSet::with_capacity(tensors.len());
+    let mut sizes = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        if !names.insert(t.name.as_str()) {
+            return Err(Error::DuplicateTensor(t.name.clone()));
+        }
+        sizes.push(t.size()?);
+    }
+    Ok((alignment, sizes))
+}
+
+/// A value inside `path` (the indices of the enclosing arrays' items): arrays must not nest deeper
+/// than the reader allows, and every item must have its array's element type.
+fn check_value(key: &str, v: &Value, path: &mut Vec<usize>) -> Result<()> {
+    let Value::Array(a) = v else {
+        return Ok(());
+    };
+    check_array_depth(key, path.len())?;
+    for (i, item) in a.items.iter().enumerate() {
+        path.push(i);
+        if item.value_type() != a.elem_type {
+            return Err(Error::MixedArray {
+                key: key.to_string(),
+                at: path.iter().map(|i| format!("[{i}]")).collect(),
+                expected: a.elem_type.name(),
+                got: item.value_type().name(),
+            });
+        }
+        check_value(key, item, path)?;
+        path.pop();
+    }
+    Ok(())
+}
+
 /// Serialises a header (magic to the end of the tensor infos, without the padding) into `out`, and
-/// returns each tensor's data size.
+/// returns each tensor's data size. Refuses (writing nothing) what [`validate_header`] refuses;
+/// `alignment` must be the one `metadata` implies.
 pub fn encode_header(
     version: u32,
     metadata: &Metadata,
@@ -41,6 +105,12 @@ pub fn encode_header(
     alignment: u64,
     out: &mut Vec<u8>,
 ) -> Result<Vec<u64>> {
+    let (implied, sizes) = validate_header(version, metadata, tensors)?;
+    if implied != alignment {
+        return Err(Error::BadAlignment(format!(
+            "{alignment} (the metadata says {implied})"
+        )));
+    }
     out.extend_from_slice(b"GGUF");
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
@@ -50,10 +120,8 @@ pub fn encode_header(
         out.extend_from_slice(&(v.value_type() as u32).to_le_bytes());
         put_value(out, v);
     }
-    let mut sizes = Vec::with_capacity(tensors.len());
     let mut offset = 0u64;
-    for t in tensors {
-        let size = t.size()?;
+    for (t, &size) in tensors.iter().zip(&sizes) {
         put_str(out, t.name.as_bytes());
         out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
         for d in &t.dims {
@@ -65,7 +133,6 @@ pub fn encode_header(
             .checked_add(size)
             .and_then(|e| align_up(e, alignment))
             .ok_or(Error::Overflow("tensor offsets"))?;
-        sizes.push(size);
     }
     Ok(sizes)
 }
@@ -128,14 +195,8 @@ impl GgufWriter {
         tensors: Vec<TensorSpec>,
     ) -> Result<GgufWriter> {
         let path = path.as_ref().to_path_buf();
-        let alignment = match metadata.get(GENERAL_ALIGNMENT) {
-            None => DEFAULT_ALIGNMENT,
-            Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-            Some(other) => return Err(Error::BadAlignment(other.summary(4)).with_path(&path)),
-        };
-        if version != 2 && version != 3 {
-            return Err(Error::UnsupportedVersion(version).with_path(&path));
-        }
+        // Everything is checked before the temporary file exists.
+        let alignment = alignment_of(metadata).with_path(&path)?;
         let mut header = Vec::new();
         let sizes =
             encode_header(version, metadata, &tensors, alignment, &mut header).with_path(&path)?;
@@ -227,5 +288,43 @@ impl GgufWriter {
             .map_err(|e| Error::Io(e.error))
             .with_path(&self.path)?;
         Ok(self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Metadata::set` keeps keys unique, so a duplicate can only come from inside the crate; the
+    /// writer still checks, before it creates any file.
+    #[test]
+    fn duplicate_keys_are_refused_before_any_file_exists() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut md = Metadata::new();
+        md.push_unchecked("general.architecture".into(), Value::str("llama"));
+        md.push_unchecked("llama.block_count".into(), Value::U32(1));
+        md.push_unchecked("general.architecture".into(), Value::str("qwen2"));
+        let path = dir.path().join("out.gguf");
+        let e = GgufWriter::create(&path, &md, Vec::new())
+            .err()
+            .expect("refused");
+        match e {
+            Error::WithPath { source, .. } => {
+                assert!(
+                    matches!(*source, Error::DuplicateKey(ref k) if k == "general.architecture"),
+                    "{source}"
+                );
+            }
+            e => panic!("no path: {e}"),
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    #[test]
+    fn encode_header_refuses_an_alignment_the_metadata_does_not_imply() {
+        let mut out = Vec::new();
+        let e = encode_header(3, &Metadata::new(), &[], 64, &mut out).expect_err("refused");
+        assert!(matches!(e, Error::BadAlignment(_)), "{e}");
+        assert!(out.is_empty());
     }
 }
