@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../../../tests/src/fixtures.rs"]
+pub mod fixtures;
+
 /// The `fairy2i` binary under test.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fairy2i"))
@@ -14,22 +17,20 @@ pub fn run(args: &[&std::ffi::OsStr]) -> Output {
     bin().args(args).output().expect("the fairy2i binary runs")
 }
 
-/// The shared fixtures folder (`$FAIRY2I_SHARED/fixtures`, else `<workspace>/../shared/fixtures`),
-/// or `None` after printing why. Panics instead when `FAIRY2I_REQUIRE_FIXTURES=1`.
+/// The shared fixtures folder (`<shared>/fixtures`, see [`fixtures::shared_dir`]), or `None` after
+/// [`fixtures::skip`] (a failure with `FAIRY2I_REQUIRE_FIXTURES=1`).
 pub fn fixtures() -> Option<PathBuf> {
-    let shared = match std::env::var_os("FAIRY2I_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let dir = shared.join("fixtures");
+    let dir = fixtures::shared_dir().join("fixtures");
     if dir.join("reference").is_dir() {
         return Some(dir);
     }
-    let reason = format!("fixtures not found at {}", dir.display());
-    if std::env::var_os("FAIRY2I_REQUIRE_FIXTURES").is_some_and(|v| v == "1") {
-        panic!("FAIRY2I_REQUIRE_FIXTURES=1 but {reason}");
-    }
-    eprintln!("SKIPPED: {reason} (set FAIRY2I_SHARED)");
+    fixtures::skip(
+        &fixtures::test_name(),
+        &format!(
+            "the converter fixtures are absent: no {} (set FAIRY2I_SHARED)",
+            dir.join("reference").display()
+        ),
+    );
     None
 }
 
