@@ -1,7 +1,7 @@
 //! F2I output of `convert` and `quantize`. Expected values come from the reference GGUFs (llama.cpp's
 //! own converter): everything that stays standard must equal the reference, F2I tensors must
 //! dequantize close to the reference's f32 weights, and the selection rules of
-//! `docs/f2i-format.md` must hold. On a synthetic checkpoint with K = 256, F2I of the Hugging Face
+//! `docs/format.md` §7 must hold. On a synthetic checkpoint with K = 256, F2I of the Hugging Face
 //! matrix permuted (convert) must equal F2I of llama.cpp's permuted matrix (quantize of the f32
 //! GGUF): the row pairing commutes with the Q/K permutation for even head counts.
 
