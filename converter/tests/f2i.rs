@@ -1,7 +1,7 @@
 //! F2I output of `convert` and `quantize`. Expected values come from the reference GGUFs (llama.cpp's
 //! own converter): everything that stays standard must equal the reference, F2I tensors must
 //! dequantize close to the reference's f32 weights, and the selection rules of
-//! `docs/f2i-format.md` must hold. On a synthetic checkpoint with K = 256, F2I of the Hugging Face
+//! `docs/format.md` §7 must hold. On a synthetic checkpoint with K = 256, F2I of the Hugging Face
 //! matrix permuted (convert) must equal F2I of llama.cpp's permuted matrix (quantize of the f32
 //! GGUF): the row pairing commutes with the Q/K permutation for even head counts.
 
@@ -119,91 +119,11 @@ fn llama_tiny_f2i_against_the_f32_reference() {
     assert!(worst("f2i_w4") < 0.25, "w4 {:?}", errs["f2i_w4"]);
 }
 
-/// Writes a small f32 HF checkpoint with K = 256 matrices (no tokenizer).
-fn synthetic(dir: &Path, arch: &str, n_head: usize, n_head_kv: usize, tied: bool) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let hidden = 256usize;
-    let hd = hidden / n_head;
-    let (ff, vocab) = (512usize, 64usize);
-    let config = serde_json::json!({
-        "architectures": [arch],
-        "model_type": if arch == "LlamaForCausalLM" { "llama" } else { "qwen2" },
-        "hidden_size": hidden, "intermediate_size": ff, "num_hidden_layers": 1,
-        "num_attention_heads": n_head, "num_key_value_heads": n_head_kv, "vocab_size": vocab,
-        "max_position_embeddings": 1024, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-        "tie_word_embeddings": tied,
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
-    let mut tensors: Vec<(String, Vec<usize>)> = vec![
-        ("model.embed_tokens.weight".into(), vec![vocab, hidden]),
-        ("model.norm.weight".into(), vec![hidden]),
-        ("model.layers.0.input_layernorm.weight".into(), vec![hidden]),
-        (
-            "model.layers.0.post_attention_layernorm.weight".into(),
-            vec![hidden],
-        ),
-        (
-            "model.layers.0.self_attn.q_proj.weight".into(),
-            vec![n_head * hd, hidden],
-        ),
-        (
-            "model.layers.0.self_attn.k_proj.weight".into(),
-            vec![n_head_kv * hd, hidden],
-        ),
-        (
-            "model.layers.0.self_attn.v_proj.weight".into(),
-            vec![n_head_kv * hd, hidden],
-        ),
-        (
-            "model.layers.0.self_attn.o_proj.weight".into(),
-            vec![hidden, n_head * hd],
-        ),
-        (
-            "model.layers.0.mlp.gate_proj.weight".into(),
-            vec![ff, hidden],
-        ),
-        ("model.layers.0.mlp.up_proj.weight".into(), vec![ff, hidden]),
-        (
-            "model.layers.0.mlp.down_proj.weight".into(),
-            vec![hidden, ff],
-        ),
-    ];
-    if !tied {
-        tensors.push(("lm_head.weight".into(), vec![vocab, hidden]));
-    }
-    // Deterministic pseudo-random values (xorshift), roughly N(0, 0.02)-sized.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.07
-    };
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let bytes: Vec<u8> = (0..n).flat_map(|_| next().to_le_bytes()).collect();
-            (name, shape, bytes)
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
-        .iter()
-        .map(|(n, s, b)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .expect("view");
-            (n.clone(), v)
-        })
-        .collect();
-    safetensors::serialize_to_file(views, &None, &dir.join("model.safetensors"))
-        .expect("write safetensors");
-}
-
 #[test]
 fn permute_then_quantize_equals_quantize_of_the_permuted_gguf() {
     let tmp = tempfile::tempdir().expect("tmp");
     let model = tmp.path().join("synth-llama");
-    synthetic(&model, "LlamaForCausalLM", 4, 2, false);
+    common::Synth::new("LlamaForCausalLM", 4, 2).write(&model);
     let f32_gguf = tmp.path().join("a.f32.gguf");
     let direct = tmp.path().join("b.f2i.gguf");
     let via_gguf = tmp.path().join("c.f2i.gguf");
@@ -236,7 +156,7 @@ fn odd_head_counts_fall_back_and_tied_embeddings_get_an_output() {
     let tmp = tempfile::tempdir().expect("tmp");
     // llama with 1 head (odd): attn_q and attn_k fall back, attn_v does not.
     let model = tmp.path().join("synth-odd");
-    synthetic(&model, "LlamaForCausalLM", 1, 1, false);
+    common::Synth::new("LlamaForCausalLM", 1, 1).write(&model);
     let out = tmp.path().join("odd.gguf");
     fairy2i(
         &[
@@ -259,7 +179,9 @@ fn odd_head_counts_fall_back_and_tied_embeddings_get_an_output() {
 
     // qwen2, tied: an explicit output.weight (F2I) right after token_embd.
     let model = tmp.path().join("synth-tied");
-    synthetic(&model, "Qwen2ForCausalLM", 4, 2, true);
+    common::Synth::new("Qwen2ForCausalLM", 4, 2)
+        .tied()
+        .write(&model);
     let out = tmp.path().join("tied.gguf");
     fairy2i(
         &[
@@ -303,7 +225,7 @@ fn legacy_imatrix(path: &Path, entries: &[(&str, Vec<f32>)]) {
 fn imatrix_weights_the_named_tensors_and_bad_ones_are_errors() {
     let tmp = tempfile::tempdir().expect("tmp");
     let model = tmp.path().join("synth-llama");
-    synthetic(&model, "LlamaForCausalLM", 4, 2, false);
+    common::Synth::new("LlamaForCausalLM", 4, 2).write(&model);
     let f32_gguf = tmp.path().join("a.f32.gguf");
     fairy2i(
         &["convert", "--no-tokenizer", "--type", "f32", "-o"],

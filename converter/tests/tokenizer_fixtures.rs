@@ -2,34 +2,19 @@
 //! `convert_hf_to_gguf.py` (shared/fixtures/reference), plus bad-input cases.
 //!
 //! Fixtures: `$FAIRY2I_SHARED/fixtures`, else `<workspace>/../shared/fixtures`. When absent the
-//! fixture tests print `SKIPPED: …` and pass, unless `FAIRY2I_REQUIRE_FIXTURES=1`.
+//! fixture tests print `SKIPPED: …` and pass, unless `FAIRY2I_REQUIRE_FIXTURES=1` (`common::fixtures`).
+
+mod common;
 
 // Until the converter declares `mod hf;`, the module is compiled here directly.
 #[path = "../src/hf/tokenizer/mod.rs"]
 #[allow(dead_code)]
 mod tokenizer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fairy2i_format::gguf::{MappedGguf, Value};
 use tokenizer::{tokenizer_kvs, TokenizerError, TokenizerInput};
-
-fn fixtures() -> Option<PathBuf> {
-    let shared = match std::env::var_os("FAIRY2I_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let dir = shared.join("fixtures");
-    if dir.join("reference").is_dir() {
-        return Some(dir);
-    }
-    let reason = format!("fixtures not found at {}", dir.display());
-    if std::env::var("FAIRY2I_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-        panic!("{reason} (FAIRY2I_REQUIRE_FIXTURES=1)");
-    }
-    eprintln!("SKIPPED: {reason}");
-    None
-}
 
 fn config(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
@@ -94,7 +79,7 @@ fn assert_same(ours: &[(String, Value)], reference: &[(String, Value)]) {
 }
 
 fn check_fixture(name: &str, arch: &str) {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let ours = convert(&fx.join(name), arch).unwrap();
     for outtype in ["f16", "bf16"] {
         let reference = reference_kvs(&fx.join(format!("reference/{name}.{outtype}.gguf")));
@@ -119,7 +104,7 @@ fn llama_spm_tiny_sentencepiece_matches_reference() {
 
 #[test]
 fn qwen2_tiny_as_qwen3_is_the_same_tokenizer() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let dir = fx.join("qwen2-tiny");
     let q2 = convert(&dir, "qwen2").unwrap();
     let q3 = convert(&dir, "qwen3").unwrap();
@@ -159,7 +144,7 @@ fn arr(v: Option<&Value>) -> &[Value] {
 
 #[test]
 fn merges_stored_as_pairs_give_the_same_strings() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "llama-tiny", &[]);
     let tj_path = tmp.path().join("tokenizer.json");
     let mut tj = read_json(&tj_path);
@@ -180,7 +165,7 @@ fn merges_stored_as_pairs_give_the_same_strings() {
 
 #[test]
 fn chat_template_jinja_file_is_used_when_the_config_has_none() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "qwen2-tiny", &[]);
     let tc_path = tmp.path().join("tokenizer_config.json");
     let mut tc = read_json(&tc_path);
@@ -199,7 +184,7 @@ fn chat_template_jinja_file_is_used_when_the_config_has_none() {
 /// CONTROL with score −1000 (README, SentencePiece path), everything else as the fixture.
 #[test]
 fn llama2_layout_with_added_tokens_decoder() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "llama-spm-tiny", &[]);
     let tc_path = tmp.path().join("tokenizer_config.json");
     let mut tc = read_json(&tc_path);
@@ -244,7 +229,7 @@ fn llama2_layout_with_added_tokens_decoder() {
 
 #[test]
 fn added_tokens_json_and_padding_on_the_spm_path() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "llama-spm-tiny", &[]);
     let cfg_path = tmp.path().join("config.json");
     let mut cfg = read_json(&cfg_path);
@@ -274,7 +259,7 @@ fn added_tokens_json_and_padding_on_the_spm_path() {
 
 #[test]
 fn tokenizer_model_wins_over_tokenizer_json() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "llama-spm-tiny", &[]);
     std::fs::copy(
         fx.join("llama-tiny/tokenizer.json"),
@@ -306,7 +291,7 @@ fn u32_of(kvs: &[(String, Value)], key: &str) -> Option<u32> {
 
 #[test]
 fn legacy_special_tokens_map_makes_additional_specials_control() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "qwen2-tiny", &[]);
     let tc_path = tmp.path().join("tokenizer_config.json");
     let mut tc = read_json(&tc_path);
@@ -328,7 +313,7 @@ fn legacy_special_tokens_map_makes_additional_specials_control() {
 
 #[test]
 fn new_added_tokens_take_ids_and_types_as_transformers_assigns_them() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "qwen2-tiny", &[]);
     let tj_path = tmp.path().join("tokenizer.json");
     let tc_path = tmp.path().join("tokenizer_config.json");
@@ -405,7 +390,7 @@ fn spm_with_tokenizer_json(fx: &Path, post_processor: serde_json::Value) -> temp
 
 #[test]
 fn llama2_tokenizer_json_beside_the_model_resolves_ids_and_add_sep() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let pp = serde_json::json!({"type": "TemplateProcessing", "single": tmpl(&["<s>", "A"]),
         "pair": tmpl(&["<s>", "A", "<s>", "B"])});
     let tmp = spm_with_tokenizer_json(&fx, pp);
@@ -436,7 +421,7 @@ fn llama2_tokenizer_json_beside_the_model_resolves_ids_and_add_sep() {
 
 #[test]
 fn template_with_another_trailing_token_moves_eos_to_eot() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let pp = serde_json::json!({"type": "TemplateProcessing", "single": tmpl(&["<s>", "A", "<unk>"]),
         "pair": tmpl(&["A", "</s>", "B"])});
     let tmp = spm_with_tokenizer_json(&fx, pp);
@@ -458,7 +443,7 @@ fn template_with_another_trailing_token_moves_eos_to_eot() {
 
 #[test]
 fn codellama_vocab_size_adds_the_eot_id_last() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = spm_with_tokenizer_json(&fx, serde_json::Value::Null);
     let cfg_path = tmp.path().join("config.json");
     let mut cfg = read_json(&cfg_path);
@@ -479,7 +464,7 @@ fn codellama_vocab_size_adds_the_eot_id_last() {
 
 #[test]
 fn named_chat_templates_sep_and_mask_ids() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let pp = serde_json::json!({"type": "Sequence", "processors": [{"type": "ByteLevel"},
         {"type": "TemplateProcessing", "single": tmpl(&["<s>", "A"]), "pair": tmpl(&["<s>", "A", "</s>", "B"])}]});
     let tmp = spm_with_tokenizer_json(&fx, pp);
@@ -653,7 +638,7 @@ fn tokenizers_library_errors_name_the_file() {
 
 #[test]
 fn truncated_tokenizer_model_is_rejected() {
-    let Some(fx) = fixtures() else { return };
+    let Some(fx) = common::fixtures() else { return };
     let tmp = copy_fixture(&fx, "llama-spm-tiny", &["tokenizer.model"]);
     let model = std::fs::read(fx.join("llama-spm-tiny/tokenizer.model")).unwrap();
     // Cut inside the first piece message (tag 0x0a, one-byte length).

@@ -1,5 +1,5 @@
 //! The row permutation that llama.cpp's `convert_hf_to_gguf.py` applies to `attn_q` / `attn_k` of the
-//! `llama` architecture (`permute(W, n_head)`), and how it meets F2I's row pairing (`docs/format.md` §4).
+//! `llama` architecture (`permute(W, n_head)`), and how it meets F2I's row pairing (`docs/format.md` §8).
 //!
 //! `permute(W, n) = W.reshape(n, 2, rows/n/2, cols).swapaxes(1, 2).reshape(W.shape)`: inside each head of
 //! `hd = rows / n` rows, new row `2i + j` is old row `j·hd/2 + i`. The same permutation acts inside every

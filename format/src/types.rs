@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn f2i_sizes_match_the_design_of_record() {
-        // docs/f2i-format.md: 36 bytes per stage per 256 real weights.
+        // docs/format.md §1: 36 bytes per stage per 256 real weights.
         for t in 1..=4 {
             let ty = GgmlType::f2i_with_stages(t).unwrap();
             assert_eq!(ty.id(), 63 + t as u32);

@@ -3,24 +3,16 @@
 //! `tools/gen_block_golden.py`). Without the cached models the test prints SKIPPED and passes, unless
 //! `FAIRY2I_REQUIRE_FIXTURES=1`, which makes a missing model a failure.
 
+mod common;
+
 use std::path::PathBuf;
 
-use fairy2i_format::gguf::MappedGguf;
 use fairy2i_format::{convert, GgmlType};
-
-fn models_dir() -> PathBuf {
-    match std::env::var_os("FAIRY2I_CACHE") {
-        Some(c) => PathBuf::from(c).join("models"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/fairy2i/models"),
-    }
-}
 
 #[test]
 fn real_tensors_dequantize_like_gguf_py() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/blocks/real.txt");
     let manifest = std::fs::read_to_string(manifest).unwrap();
-    let require = std::env::var("FAIRY2I_REQUIRE_FIXTURES").is_ok_and(|v| v == "1");
     let mut checked = 0;
     for line in manifest
         .lines()
@@ -29,20 +21,9 @@ fn real_tensors_dequantize_like_gguf_py() {
         let f: Vec<&str> = line.split_whitespace().collect();
         let (model, tensor, ty, want) = (f[0], f[1], f[2].parse::<GgmlType>().unwrap(), f[4]);
         let dims: Vec<u64> = f[3].split(',').map(|d| d.parse().unwrap()).collect();
-        let path = models_dir().join(model);
-        if !path.exists() {
-            assert!(
-                !require,
-                "FAIRY2I_REQUIRE_FIXTURES=1 but {} is missing (scripts/fetch-models.sh)",
-                path.display()
-            );
-            eprintln!(
-                "SKIPPED: {} not found (run scripts/fetch-models.sh); {tensor} not checked",
-                path.display()
-            );
+        let Some(file) = common::open_model(model) else {
             continue;
-        }
-        let file = MappedGguf::open(&path).unwrap();
+        };
         let gguf = file.parse().unwrap();
         let t = gguf
             .tensor(tensor)

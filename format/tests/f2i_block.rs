@@ -7,14 +7,14 @@
 //!
 //! Run with `--nocapture` to see the relative errors.
 
-use std::path::PathBuf;
+mod common;
 
 use fairy2i_format::f2i::{dequantize_tensor, quantize_tensor, QuantOptions, ScaleMode};
 use half::bf16;
 use safetensors::{Dtype, SafeTensors};
 
 /// Block-aligned golden cases (cols % 256 == 0); c–e live in the shared fixtures and are skipped when
-/// absent.
+/// absent (a failure with `FAIRY2I_REQUIRE_FIXTURES=1`).
 const GOLDEN: [&str; 4] = [
     "b_normal_64x256",
     "c_student_t3_256x512",
@@ -23,16 +23,7 @@ const GOLDEN: [&str; 4] = [
 ];
 
 fn golden(case: &str) -> Option<(Vec<f32>, usize, usize)> {
-    let file = format!("{case}.safetensors");
-    let shared = std::env::var_os("FAIRY2I_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/golden")
-        .join(&file);
-    let path = [local, shared.join("golden/quant").join(&file)]
-        .into_iter()
-        .find(|p| p.exists())?;
+    let path = common::golden(case)?;
     let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
@@ -153,7 +144,6 @@ fn block_scales_beat_tensor_scales_on_the_golden_matrices() {
     let mut done = 0;
     for case in GOLDEN {
         let Some((a, rows, cols)) = golden(case) else {
-            eprintln!("SKIPPED: golden case {case} is absent");
             continue;
         };
         check(case, &a, rows, cols, true);

@@ -14,6 +14,8 @@
 //! (or `$FAIRY2I_SHARED/golden/quant/`) and skipped with a loud message when absent, unless
 //! `FAIRY2I_REQUIRE_FIXTURES=1`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -32,21 +34,6 @@ const CASES: [&str; 6] = [
     "e_outlier_cols_128x1536",
     "f_zeros_16x16",
 ];
-
-fn shared() -> PathBuf {
-    std::env::var_os("FAIRY2I_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
-
-fn case_path(case: &str) -> Option<PathBuf> {
-    let file = format!("{case}.safetensors");
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/golden")
-        .join(&file);
-    let remote = shared().join("golden/quant").join(&file);
-    [local, remote].into_iter().find(|p| p.exists())
-}
 
 struct Golden {
     rows: usize,
@@ -148,16 +135,9 @@ fn official_part(
 
 #[test]
 fn quantizer_matches_the_official_code() {
-    let require = std::env::var_os("FAIRY2I_REQUIRE_FIXTURES").is_some_and(|v| v == "1");
     let mut done = 0;
     for case in CASES {
-        let Some(path) = case_path(case) else {
-            let msg = format!(
-                "SKIPPED: golden case {case} is absent (looked in tests/data/golden and {})",
-                shared().join("golden/quant").display()
-            );
-            assert!(!require, "{msg} and FAIRY2I_REQUIRE_FIXTURES=1");
-            eprintln!("{msg}");
+        let Some(path) = common::golden(case) else {
             continue;
         };
         check_case(case, &Golden::load(&path));

@@ -52,7 +52,7 @@ fn opts(stages: usize, bf16_rounding: bool) -> QuantOptions<'static> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// fairy2i-math.md §1: the inverse split rebuilds the real weights exactly.
+    /// docs/fairy2i-math.md §1: the inverse split rebuilds the real weights exactly.
     #[test]
     fn split_then_inverse_is_exact(a in [moderate_bf16(), moderate_bf16(), moderate_bf16(), moderate_bf16()]) {
         let [ur, ui, wr, wi] = split_entry(a[0], a[1], a[2], a[3], false);
@@ -74,7 +74,7 @@ proptest! {
         prop_assert_eq!(pack_codes(&unpack_codes(&qs)), qs);
     }
 
-    /// The comparison rule is the angle rule of fairy2i-math.md §2 on every bf16 pair off the ties
+    /// The comparison rule is the angle rule of docs/fairy2i-math.md §2 on every bf16 pair off the ties
     /// (the angle taken with f64 atan2; bf16 pairs are never within rounding distance of a boundary).
     #[test]
     fn codes_follow_the_angle(re in any_bf16(), im in any_bf16()) {
@@ -121,7 +121,7 @@ proptest! {
         }
     }
 
-    /// docs/f2i-format.md "Head layouts": with an even head count the llama Q/K permutation maps row
+    /// docs/format.md §8 (head layouts): with an even head count the llama Q/K permutation maps row
     /// pairs to row pairs, so quantizing the permuted matrix gives the permuted rows of the quantized one.
     #[test]
     fn llama_permutation_commutes_with_quantization(

@@ -7,29 +7,21 @@
 //! imatrix reads the same from its GGUF and legacy `.dat` forms.
 //!
 //! Without the cached models the test prints SKIPPED and passes, unless `FAIRY2I_REQUIRE_FIXTURES=1`.
+//! The imatrix files are outputs of `scripts/bench` and `scripts/quality`, which `scripts/test` does not
+//! run: their absence is never a failure.
 //! Run with `--nocapture` for the table.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Instant;
 
 use fairy2i_format::convert;
 use fairy2i_format::f2i::{dequantize_tensor, quantize_tensor, QuantOptions, ScaleMode};
-use fairy2i_format::gguf::MappedGguf;
 use fairy2i_format::imatrix::{Imatrix, ImatrixFormat};
 
-fn cache_dir() -> PathBuf {
-    match std::env::var_os("FAIRY2I_CACHE") {
-        Some(c) => PathBuf::from(c),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fairy2i"),
-    }
-}
+use common::fixtures::{cache_dir, optional, test_name};
+use common::{QWEN, SMOLLM as SMOL};
 
-fn require() -> bool {
-    std::env::var("FAIRY2I_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
-}
-
-const QWEN: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
-const SMOL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const IMATRIX: &str = "bench/qwen1.5b-imatrix-wiki-20ch.gguf";
 
 /// (model, tensor, use the Qwen imatrix)
@@ -66,20 +58,9 @@ fn refined_modes_beat_paper_exact_on_real_tensors() {
     };
     let mut checked = 0;
     for (model, name, use_imatrix) in TENSORS {
-        let path = cache_dir().join("models").join(model);
-        if !path.exists() {
-            assert!(
-                !require(),
-                "FAIRY2I_REQUIRE_FIXTURES=1 but {} is missing (scripts/fetch-models.sh)",
-                path.display()
-            );
-            eprintln!(
-                "SKIPPED: {} not found (run scripts/fetch-models.sh); {name} not checked",
-                path.display()
-            );
+        let Some(file) = common::open_model(model) else {
             continue;
-        }
-        let file = MappedGguf::open(&path).unwrap();
+        };
         let g = file.parse().unwrap();
         let t = g
             .tensor(name)
@@ -145,15 +126,11 @@ fn refined_modes_beat_paper_exact_on_real_tensors() {
 /// every entry of a 2-D weight has the weight's row length.
 #[test]
 fn the_real_imatrix_reads_alike_in_both_formats() {
-    let gguf_path = cache_dir().join(IMATRIX);
-    let dat_path = cache_dir().join("quality/qwen1.5b-imatrix-wiki-20ch.dat");
-    if !gguf_path.exists() {
-        eprintln!(
-            "SKIPPED: {} not found (scripts/bench makes it)",
-            gguf_path.display()
-        );
+    let test = test_name();
+    let Some(gguf_path) = optional(&test, cache_dir().join(IMATRIX), "scripts/bench makes it")
+    else {
         return;
-    }
+    };
     let g = Imatrix::load(&gguf_path).unwrap();
     assert_eq!(g.format, ImatrixFormat::Gguf);
     assert!(g.entries.len() >= 196, "{} entries", g.entries.len());
@@ -171,13 +148,10 @@ fn the_real_imatrix_reads_alike_in_both_formats() {
         e.contains("8960 values") && e.contains("1536 inputs"),
         "{e}"
     );
-    if !dat_path.exists() {
-        eprintln!(
-            "SKIPPED: {} not found (scripts/quality makes it)",
-            dat_path.display()
-        );
+    let dat = cache_dir().join("quality/qwen1.5b-imatrix-wiki-20ch.dat");
+    let Some(dat_path) = optional(&test, dat, "scripts/quality makes it") else {
         return;
-    }
+    };
     let d = Imatrix::load(&dat_path).unwrap();
     assert_eq!(d.format, ImatrixFormat::Legacy);
     assert_eq!(d.entries.len(), g.entries.len());

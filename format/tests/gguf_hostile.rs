@@ -155,3 +155,170 @@ fn duplicate_key() {
     }
     assert!(err(&b).contains("duplicate key 'k'"), "{}", err(&b));
 }
+
+// Files built from their sections, for the errors the base file cannot reach by patching a few bytes.
+
+/// A GGUF v3 file: the header with the given counts, the raw KV and tensor-info sections, zeros up to
+/// the next multiple of 32 (the default alignment), then `data` zero bytes.
+fn file(n_kv: u64, kvs: &[u8], n_tensors: u64, infos: &[u8], data: usize) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&n_tensors.to_le_bytes());
+    b.extend_from_slice(&n_kv.to_le_bytes());
+    b.extend_from_slice(kvs);
+    b.extend_from_slice(infos);
+    b.resize(b.len().div_ceil(32) * 32, 0);
+    b.resize(b.len() + data, 0);
+    b
+}
+
+/// A GGUF string: u64 length, then the bytes.
+fn gguf_str(s: &[u8]) -> Vec<u8> {
+    let mut b = (s.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(s);
+    b
+}
+
+/// One tensor info: name, n_dims, ne[..], type id, offset.
+fn info(name: &[u8], dims: &[u64], ty: u32, offset: u64) -> Vec<u8> {
+    let mut b = gguf_str(name);
+    b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+    for d in dims {
+        b.extend_from_slice(&d.to_le_bytes());
+    }
+    b.extend_from_slice(&ty.to_le_bytes());
+    b.extend_from_slice(&offset.to_le_bytes());
+    b
+}
+
+/// One F32 tensor `t` with `dims` and no data (the size checks come before the data's).
+fn one_tensor(dims: &[u64], ty: u32) -> Vec<u8> {
+    file(0, &[], 1, &info(b"t", dims, ty, 0), 0)
+}
+
+#[test]
+fn the_section_builder_makes_valid_files() {
+    let kv = [
+        gguf_str(b"k"),
+        4u32.to_le_bytes().to_vec(),
+        7u32.to_le_bytes().to_vec(),
+    ]
+    .concat();
+    let infos = [info(b"a", &[8], 0, 0), info(b"b", &[32, 2], 8, 32)].concat();
+    let b = file(1, &kv, 2, &infos, 32 + 2 * 34);
+    let g = Gguf::parse(&b).unwrap();
+    assert_eq!(g.metadata.get_u64("k"), Some(7));
+    assert_eq!(g.tensors[1].name, "b");
+    assert_eq!(g.tensors[1].size, 68);
+}
+
+#[test]
+fn key_that_is_not_utf8() {
+    let kv = [
+        gguf_str(&[b'k', 0xff]),
+        4u32.to_le_bytes().to_vec(),
+        vec![0; 4],
+    ]
+    .concat();
+    assert_eq!(err(&file(1, &kv, 0, &[], 0)), "key #0: not valid UTF-8");
+}
+
+#[test]
+fn tensor_name_that_is_not_utf8() {
+    // 0xc3 opens a two-byte sequence that '(' does not continue.
+    let infos = [info(b"a", &[8], 0, 0), info(&[0xc3, b'('], &[8], 0, 32)].concat();
+    assert_eq!(
+        err(&file(0, &[], 2, &infos, 64)),
+        "name of tensor #1: not valid UTF-8"
+    );
+}
+
+#[test]
+fn duplicate_tensor_name() {
+    let infos = [info(b"t", &[8], 0, 0), info(b"t", &[8], 0, 32)].concat();
+    assert_eq!(
+        err(&file(0, &[], 2, &infos, 64)),
+        "duplicate tensor name 't'"
+    );
+}
+
+#[test]
+fn dimension_out_of_range() {
+    // One dimension above int64.
+    assert_eq!(
+        err(&one_tensor(&[8, 1 << 63], 0)),
+        "tensor 't': dimension 1 = 9223372036854775808 is out of range"
+    );
+    // Each fits, their product (2^64 elements) does not.
+    assert_eq!(
+        err(&one_tensor(&[1 << 32, 1 << 32], 0)),
+        "tensor 't': dimension 1 = 4294967296 is out of range"
+    );
+    // With ne[0] = 0 there are no elements, but the row count 2^32 · 2^32 must still fit.
+    assert_eq!(
+        err(&one_tensor(&[0, 1 << 32, 1 << 32], 0)),
+        "tensor 't': dimension 2 = 4294967296 is out of range"
+    );
+}
+
+#[test]
+fn row_that_is_not_whole_blocks() {
+    // q8_0 (id 8) has blocks of 32 elements.
+    assert_eq!(
+        err(&one_tensor(&[48, 2], 8)),
+        "tensor 't': row of 48 elements is not a multiple of the q8_0 block size 32"
+    );
+}
+
+#[test]
+fn tensor_size_beyond_int64() {
+    // 2^61 f32 elements: the element count fits int64, the 2^63 bytes do not.
+    assert_eq!(
+        err(&one_tensor(&[1 << 61], 0)),
+        "tensor 't': size overflow computing tensor size"
+    );
+    // 2^62 f32 elements: 2^64 bytes overflow already in the row size.
+    assert_eq!(
+        err(&one_tensor(&[1 << 62], 0)),
+        "tensor 't': size overflow computing row size"
+    );
+}
+
+/// A KV `k` holding `depth` arrays nested in each other, the innermost one of `inner` type with no
+/// element.
+fn nested(depth: usize, inner: u32) -> Vec<u8> {
+    let mut kv = gguf_str(b"k");
+    kv.extend_from_slice(&9u32.to_le_bytes()); // array
+    for level in 0..depth {
+        let elem_type = if level + 1 == depth { inner } else { 9 };
+        let len = if level + 1 == depth { 0u64 } else { 1 };
+        kv.extend_from_slice(&elem_type.to_le_bytes());
+        kv.extend_from_slice(&len.to_le_bytes());
+    }
+    file(1, &kv, 0, &[], 0)
+}
+
+#[test]
+fn arrays_nested_too_deeply() {
+    // MAX_ARRAY_DEPTH (8) arrays are read; a ninth array inside them is refused before it is read.
+    let ok = nested(8, 0);
+    let g = Gguf::parse(&ok).unwrap();
+    assert_eq!(g.metadata.len(), 1);
+    assert_eq!(err(&nested(9, 0)), "key 'k': arrays nested deeper than 8");
+}
+
+#[test]
+fn unknown_array_element_type() {
+    let kv = [
+        gguf_str(b"k"),
+        9u32.to_le_bytes().to_vec(),
+        13u32.to_le_bytes().to_vec(),
+        0u64.to_le_bytes().to_vec(),
+    ]
+    .concat();
+    assert_eq!(
+        err(&file(1, &kv, 0, &[], 0)),
+        "key 'k': unknown value type 13"
+    );
+}

@@ -1,23 +1,21 @@
 //! Issue 3 §1: reading real GGUF files and writing them back gives byte-identical files.
 //! Files come from `../shared/fixtures/reference/` (llama.cpp's own converter) and from the model
 //! cache (`~/.cache/fairy2i/models/`, filled by `scripts/fetch-models.sh`); absent files are skipped
-//! with a printed reason, and `.ci/run` sets `FAIRY2I_REQUIRE_FIXTURES=1`, which turns a skip into a failure.
+//! with a printed reason, and `.ci/run` sets `FAIRY2I_REQUIRE_FIXTURES=1`, which turns a skip into a
+//! failure.
+
+mod common;
 
 use std::path::PathBuf;
 
 use fairy2i_format::gguf::{GgufWriter, MappedGguf, TensorSpec};
 
-fn candidates() -> Vec<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shared = std::env::var_os("FAIRY2I_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared"));
-    let cache = std::env::var_os("FAIRY2I_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/fairy2i")
-        });
-    let mut v: Vec<PathBuf> = [
+/// The files to round-trip: llama.cpp's converter output in `../shared`, the registry models in the cache.
+fn candidates() -> Vec<(PathBuf, &'static str)> {
+    let reference = common::fixtures::shared_dir().join("fixtures/reference");
+    let models = common::fixtures::cache_dir().join("models");
+    let shared = "../shared must sit beside the repo, or set FAIRY2I_SHARED";
+    let mut v: Vec<(PathBuf, &str)> = [
         "llama-tiny.f16.gguf",
         "llama-tiny.bf16.gguf",
         "llama-tiny.f32.gguf",
@@ -25,24 +23,23 @@ fn candidates() -> Vec<PathBuf> {
         "llama-spm-tiny.f16.gguf",
     ]
     .iter()
-    .map(|f| shared.join("fixtures/reference").join(f))
+    .map(|f| (reference.join(f), shared))
     .collect();
-    v.push(cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    v.push(cache.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"));
+    for m in [common::SMOLLM, common::QWEN] {
+        v.push((models.join(m), "run scripts/fetch-models.sh"));
+    }
     v
 }
 
 #[test]
 fn real_gguf_files_round_trip_byte_for_byte() {
-    let require = std::env::var_os("FAIRY2I_REQUIRE_FIXTURES").is_some();
+    let test = common::fixtures::test_name();
     let dir = tempfile::tempdir().unwrap();
     let mut done = 0;
-    for path in candidates() {
-        if !path.exists() {
-            eprintln!("SKIPPED: {} is absent (run scripts/fetch-models.sh; ../shared must sit beside the repo)", path.display());
-            assert!(!require, "required file missing: {}", path.display());
+    for (path, how) in candidates() {
+        let Some(path) = common::fixtures::present(&test, path, how) else {
             continue;
-        }
+        };
         let map = MappedGguf::open(&path).unwrap();
         let g = map.parse().unwrap();
         let specs: Vec<TensorSpec> = g

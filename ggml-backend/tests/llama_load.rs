@@ -11,47 +11,20 @@ use std::process::Command;
 use fairy2i_format::gguf::{GgufWriter, MappedGguf, TensorSpec};
 use fairy2i_format::{f2i, GgmlType};
 
-fn require_fixtures() -> bool {
-    std::env::var("FAIRY2I_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
-}
+mod common;
+
+use common::{fixtures, plugin};
 
 fn skip(why: &str) {
-    assert!(!require_fixtures(), "FAIRY2I_REQUIRE_FIXTURES=1 but {why}");
-    eprintln!("SKIPPED: {why}");
-    println!("SKIPPED: {why}");
+    fixtures::skip(&fixtures::test_name(), why);
 }
 
 fn llama_bin() -> Option<PathBuf> {
-    let dir = match std::env::var_os("FAIRY2I_LLAMA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ffi/build-llama.sh");
-            let out = Command::new("bash")
-                .arg(script)
-                .arg("--print-dir")
-                .output()
-                .ok()?;
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last()?.trim())
-        }
-    };
-    let bin = dir.join("bin");
+    let bin = fixtures::llama_build_dir()?.join("bin");
     ["llama-cli", "llama-simple", "libggml-cpu.so"]
         .iter()
         .all(|f| bin.join(f).is_file())
         .then_some(bin)
-}
-
-fn plugin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FAIRY2I_PLUGIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [deps.parent().unwrap(), deps]
-        .iter()
-        .map(|d| d.join("libggml_fairy2i.so"))
-        .find(|p| p.is_file())
-        .expect("libggml_fairy2i.so next to the test binary")
 }
 
 /// A private copy of one tool with `libggml-cpu.so` and this build's plugin as
@@ -69,7 +42,7 @@ fn staged_tool(bin: &Path, tool: &str, dir: &Path) -> PathBuf {
 #[test]
 fn llama_cli_lists_the_device() {
     let Some(bin) = llama_bin() else {
-        return skip("no llama.cpp build (run `bash ffi/build-llama.sh` or set FAIRY2I_LLAMA_DIR)");
+        return skip(common::NO_LLAMA);
     };
     // through GGML_BACKEND_PATH, as any unpatched-loader host would do
     let out = Command::new(bin.join("llama-cli"))
@@ -157,16 +130,14 @@ fn make_f2i_gguf(src: &Path, dst: &Path, ty: GgmlType, n_layers: usize) -> usize
 #[test]
 fn llama_simple_runs_every_f2i_mul_mat_in_fairy2i() {
     let Some(bin) = llama_bin() else {
-        return skip("no llama.cpp build (run `bash ffi/build-llama.sh` or set FAIRY2I_LLAMA_DIR)");
+        return skip(common::NO_LLAMA);
     };
-    let cache = std::env::var_os("FAIRY2I_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fairy2i")
-        });
-    let model = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model = common::smollm();
     if !model.is_file() {
-        return skip(&format!("{} not found", model.display()));
+        return skip(&format!(
+            "{} is absent (run scripts/fetch-models.sh)",
+            model.display()
+        ));
     }
     let tmp = tempfile::tempdir().unwrap();
     let f2i_model = tmp.path().join("smol-f2i.gguf");

@@ -19,56 +19,21 @@ const NMSE_MAX: f64 = 1e-6;
 /// The default path (activations quantized to int8 per block of 256).
 const NMSE_MAX_Q8: f64 = 1e-4;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
 
-fn require_fixtures() -> bool {
-    std::env::var("FAIRY2I_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
-}
+use common::{fixtures, plugin};
 
 fn skip(why: &str) {
-    assert!(!require_fixtures(), "FAIRY2I_REQUIRE_FIXTURES=1 but {why}");
-    eprintln!("SKIPPED: {why}");
-    println!("SKIPPED: {why}");
+    fixtures::skip(&fixtures::test_name(), why);
 }
 
 /// The llama.cpp build dir (holding `bin/`), if built.
 fn llama_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("FAIRY2I_LLAMA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let out = Command::new("bash")
-                .arg(workspace().join("ffi/build-llama.sh"))
-                .arg("--print-dir")
-                .output()
-                .ok()?;
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last()?.trim())
-        }
-    };
+    let dir = fixtures::llama_build_dir()?;
     ["libggml-base.so", "libggml.so", "libggml-cpu.so"]
         .iter()
         .all(|f| dir.join("bin").join(f).is_file())
         .then_some(dir)
-}
-
-/// The plugin built for this test run (cargo builds the cdylib with the integration tests).
-fn plugin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FAIRY2I_PLUGIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps.parent().unwrap(), deps] {
-        let so = dir.join("libggml_fairy2i.so");
-        if so.is_file() {
-            return so;
-        }
-    }
-    panic!("libggml_fairy2i.so not found next to {}", exe.display());
 }
 
 struct Oracle {
@@ -301,14 +266,12 @@ fn random_case(rng: &mut Rng, k: usize, n_rows: usize, stages: usize, cols: [usi
 
 /// A real weight (SmolLM2-135M ffn_down, from the cached Q4_1 GGUF) quantized by `f2i::quantize_tensor`.
 fn real_case(rng: &mut Rng, stages: usize, cols: [usize; 3]) -> Result<Case, String> {
-    let cache = std::env::var_os("FAIRY2I_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fairy2i")
-        });
-    let path = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = common::smollm();
     if !path.is_file() {
-        return Err(format!("{} not found", path.display()));
+        return Err(format!(
+            "{} is absent (run scripts/fetch-models.sh)",
+            path.display()
+        ));
     }
     let mapped = fairy2i_format::gguf::MappedGguf::open(&path).map_err(|e| e.to_string())?;
     let gguf = mapped.parse().map_err(|e| e.to_string())?;
@@ -405,7 +368,7 @@ fn check_path(
 #[test]
 fn oracle_matches_ggml_cpu_on_dequantized_weights() {
     let Some(llama) = llama_dir() else {
-        skip("no llama.cpp build (run `bash ffi/build-llama.sh` or set FAIRY2I_LLAMA_DIR)");
+        skip(common::NO_LLAMA);
         return;
     };
     let oracle = Oracle::build(&llama);

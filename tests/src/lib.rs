@@ -1,53 +1,20 @@
-//! Helpers shared by the end-to-end tests: where `../shared`, the cache, the patched llama.cpp build and
-//! our `fairy2i` binary are, how a missing prerequisite is reported, and running a tool with a time limit.
+//! Helpers shared by the end-to-end tests: where the cache, the patched llama.cpp build and our
+//! `fairy2i` binary are, and running a tool with a time limit.
 //!
-//! A test that cannot run because something large is missing calls [`skip`]: it prints a loud
-//! `SKIPPED:` line with the reason, and fails instead when `FAIRY2I_REQUIRE_FIXTURES=1` (as `.ci/run`
-//! sets), so CI never passes by skipping.
+//! The skip rule and the input folders are [`fixtures`] (re-exported here), the one copy every crate's
+//! tests use: a test that cannot run because something large is missing calls [`skip`], which prints a
+//! loud `SKIPPED:` line with the reason, and fails instead when `FAIRY2I_REQUIRE_FIXTURES=1` (as
+//! `.ci/run` sets), so CI never passes by skipping.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// Whether missing prerequisites must fail the test (`FAIRY2I_REQUIRE_FIXTURES=1`).
-pub fn required() -> bool {
-    std::env::var("FAIRY2I_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
-}
-
-/// Reports a test that cannot run. Panics when prerequisites are required, else prints `SKIPPED:`.
-pub fn skip(test: &str, reason: &str) {
-    assert!(
-        !required(),
-        "{test}: required prerequisite missing: {reason}"
-    );
-    eprintln!("\n*** SKIPPED: {test}: {reason} ***\n");
-}
-
-/// `../shared` (or `$FAIRY2I_SHARED`), if present.
-pub fn shared_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("FAIRY2I_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"));
-    p.is_dir().then_some(p)
-}
-
-/// The cache directory (`$FAIRY2I_CACHE`, default `~/.cache/fairy2i`).
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("FAIRY2I_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fairy2i")
-        })
-}
+pub mod fixtures;
+pub use fixtures::{
+    cache_dir, llama_build_dir, optional, present, required, shared_dir, skip, test_name, workspace,
+};
 
 /// A file under the cache's `models/` (filled by `scripts/fetch-models.sh`), if present.
 pub fn model(name: &str) -> Option<PathBuf> {
@@ -67,22 +34,11 @@ pub fn wiki_text() -> Option<PathBuf> {
 }
 
 /// The patched llama.cpp build (the directory `ffi/build-llama.sh` prints; tools and our plugin in
-/// `bin/`): `$FAIRY2I_LLAMA_DIR`, else the script's `--print-dir` when that build exists.
+/// `bin/`): [`llama_build_dir`] when that build exists.
 pub fn llama_dir() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = match std::env::var_os("FAIRY2I_LLAMA_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let out = Command::new("bash")
-                    .arg(workspace().join("ffi/build-llama.sh"))
-                    .arg("--print-dir")
-                    .stderr(Stdio::null())
-                    .output()
-                    .ok()?;
-                PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last()?.trim())
-            }
-        };
+        let dir = llama_build_dir()?;
         let ok =
             dir.join("bin/llama-simple").is_file() && dir.join("bin/libggml-fairy2i.so").is_file();
         ok.then_some(dir)
@@ -244,4 +200,20 @@ pub fn quantized(src: &Path, ty: &str, extra: &[&str]) -> PathBuf {
         done.push(out.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::fixtures::requires;
+
+    #[test]
+    fn only_the_value_1_requires_fixtures() {
+        assert!(requires(Some(OsStr::new("1"))));
+        for other in ["", "0", "true", "yes", " 1", "1 ", "01", "2"] {
+            assert!(!requires(Some(OsStr::new(other))), "{other:?}");
+        }
+        assert!(!requires(None));
+    }
 }

@@ -1,4 +1,4 @@
-//! Dequantization (`docs/quantizer.md` §5, `docs/format.md` §6): the exact sum of the stages of each
+//! Dequantization (`docs/quantizer.md` §5, `docs/format.md` §4 "Meaning"): the exact sum of the stages of each
 //! complex entry, then the inverse widely-linear split, rounded once to f32.
 //!
 //! Every stage value is ±d with d an f16, so the sum of up to four of them and the inverse split are

@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn packing_follows_tq2_0() {
-        // docs/f2i-format.md: byte k holds entries k, k+32, k+64, k+96, lowest bits first.
+        // docs/format.md §4: byte k holds entries k, k+32, k+64, k+96, lowest bits first.
         let mut codes = [0u8; 128];
         codes[0] = 1;
         codes[32] = 2;

@@ -1,4 +1,4 @@
-//! PhaseQuant, one stage (`docs/quantizer.md` §2, `fairy2i-math.md` §2): the code of each complex entry
+//! PhaseQuant, one stage (`docs/quantizer.md` §2, `docs/fairy2i-math.md` §2): the code of each complex entry
 //! (comparison rule with the exact tie and signed-zero rules, no atan2) and the per-tensor scales (the
 //! exact mean of the magnitudes on each axis, rounded once to bf16, floored at bf16(1e-6)).
 
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn codes_follow_the_comparison_rule() {
-        // fairy2i-math.md §2 and ../shared/golden/quant/README.md facts 1-2.
+        // docs/fairy2i-math.md §2 and format/tests/data/golden/README.md facts 1-2.
         let a = 0.375f32;
         assert_eq!(phase_code(1.0, 0.5), 0);
         assert_eq!(phase_code(-1.0, 0.5), 2);

@@ -36,7 +36,7 @@ mod tests {
 
     #[test]
     fn floor_is_bf16_of_1e_minus_6() {
-        // The value quoted by ../shared/golden/quant/README.md fact 3.
+        // The value quoted by format/tests/data/golden/README.md fact 3.
         assert_eq!(SCALE_FLOOR as f64, 9.98377799987793e-07);
         assert_eq!(Bf16::from_f32(1e-6).to_f32(), SCALE_FLOOR);
         assert_eq!(SCALE_EMPTY as f64, 9.999999974752427e-07);

@@ -1,4 +1,4 @@
-//! The widely-linear split of `docs/quantizer.md` §1 (`fairy2i-math.md` §1): a real 2n × 2m matrix A
+//! The widely-linear split of `docs/quantizer.md` §1 (`docs/fairy2i-math.md` §1): a real 2n × 2m matrix A
 //! becomes the complex n × m matrices U and W, and back.
 //!
 //! ```text

@@ -1,5 +1,5 @@
-//! GGUF v2/v3 reading and writing (`docs/format.md` §GGUF). Our own implementation: published crates
-//! either reject unknown tensor type ids (gguf-rs) or write only v2; see `docs/design.md`.
+//! GGUF v2/v3 reading and writing. Our own implementation: published crates either reject unknown
+//! tensor type ids (gguf-rs) or write only v2; see `docs/design.md`, "Why our own GGUF reader/writer".
 
 pub mod keys;
 mod read;

@@ -1,5 +1,5 @@
-//! GGUF metadata values (`docs/format.md` §GGUF): the 13 value types, nested arrays, and an
-//! insertion-ordered key/value list (order matters: files must round-trip byte for byte).
+//! GGUF metadata values (the `fairy2i.*` keys: `docs/format.md` §6): the 13 value types, nested
+//! arrays, and an insertion-ordered key/value list (order matters: files must round-trip byte for byte).
 
 /// A GGUF value type id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
