@@ -1,10 +1,10 @@
-//! Which tensor gets which type (`docs/f2i-format.md` "What stays a standard type"). The rules work
+//! Which tensor gets which type (`docs/format.md` §7 "What stays a standard type"). The rules work
 //! on GGUF names and ggml dims, so `convert` and `quantize` share them.
 
 use fairy2i_format::GgmlType;
 
 /// `general.file_type` (llama_ftype) of the F2I types, indexed by stages − 1
-/// (LLAMA_FTYPE_MOSTLY_F2I_W1..W4; provisional until the llama.cpp patch fixes them).
+/// (LLAMA_FTYPE_MOSTLY_F2I_W1..W4, fixed by ffi/patches).
 pub const F2I_FTYPES: [u32; 4] = [64, 65, 66, 67];
 
 /// The llama_ftype of a file whose weights are mostly `ty`.

@@ -67,12 +67,16 @@ typedef void (*fairy2i_set_n_threads_t)(struct ggml_backend * backend, int n_thr
 /*
  * Environment, read once per process (ggml-backend/src/device.rs, pool.rs):
  *   FAIRY2I_LOG=1   at load, the ggml info line "fairy2i: kernel K P"; one stderr line per graph_compute
- *                   "fairy2i: graph: mul_mat N (f2i_wT N, ...), views V, columns C; threads T (M), kernel K P";
- *                   and when a backend is freed "fairy2i: backend freed: G graphs, mul_mat N (...), views V,
- *                   columns C". K is scalar|avx2|avx512, P is q8 (int8 activations) or exact, M is how the
- *                   threads run: openmp (the host's team), rayon (our pool) or caller (one thread);
- *   FAIRY2I_LOG=2   also every op refused by supports_op (ggml debug log: "fairy2i: refusing '<name>': why");
- *   FAIRY2I_ISA=scalar|avx2|avx512   force a kernel (ignored with a warning if the CPU lacks it);
+ *                   "fairy2i: graph: mul_mat N (f2i_wT N, ...), views V, columns C, cpu nodes X in R runs;
+ *                   threads T (M), kernel K P" (X nodes run on ggml-cpu inside the device's graph in R
+ *                   runs); and when a backend is freed "fairy2i: backend freed: G graphs, mul_mat N (...),
+ *                   views V, columns C, cpu nodes X in R runs". K is scalar|avx2|avxvnni|avx512|avx512vnni|neon,
+ *                   P is q8 (int8 activations) or exact, M is how the threads run: openmp (the host's
+ *                   team), rayon (our pool) or caller (one thread);
+ *   FAIRY2I_LOG=2   also, on stderr, every op refused by supports_op ("fairy2i: refusing '<name>' (op N): why")
+ *                   and every node taken only to fail it ("fairy2i: taking '<name>' (op N) only to fail it cleanly");
+ *   FAIRY2I_ISA=scalar|avx2|avxvnni|avx512|avx512vnni|neon   force a kernel (ignored with a warning if the
+ *                   CPU lacks it);
  *   FAIRY2I_EXACT=1 f32 activations instead of the default int8 ones (any value but empty or 0);
  *   FAIRY2I_POOL=rayon   never use the host's OpenMP team; run on a rayon pool of the plugin's own.
  */

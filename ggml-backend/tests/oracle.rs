@@ -181,7 +181,7 @@ impl Rng {
     }
 }
 
-/// Independent dequantizer, straight from f2i-format.md and fairy2i-math.md §1 (f64 sums).
+/// Independent dequantizer, straight from docs/format.md and docs/fairy2i-math.md §1 (f64 sums).
 fn dequantize_ref(data: &[u8], k: usize, n_rows: usize, stages: usize) -> Vec<f32> {
     let row_bytes = k / 256 * stages * 36;
     let (m, n) = (k / 2, n_rows / 2);

@@ -1,4 +1,4 @@
-//! F2I product kernels (docs/backend.md §2; math: fairy2i-math.md §1 and §5; bytes: f2i-format.md).
+//! F2I product kernels (docs/backend.md §2; math: docs/fairy2i-math.md §1 and §5; bytes: docs/format.md).
 //!
 //! The unit of work is one output pair for one activation column: stored rows j (U row j) and n+j
 //! (W row j) against x = (x_re | x_im) = (x[0..m) | x[m..2m)) give y[j] = Re(y_c[j]) and
@@ -384,7 +384,7 @@ pub(crate) mod testutil {
         (re, im)
     }
 
-    /// Rebuilds the real matrix (row-major, `n_rows` × `k`, f64) per fairy2i-math.md §1:
+    /// Rebuilds the real matrix (row-major, `n_rows` × `k`, f64) per docs/fairy2i-math.md §1:
     /// A11 = U_re + W_re, A12 = W_im − U_im, A21 = U_im + W_im, A22 = U_re − W_re.
     pub fn dequantize(data: &[u8], k: usize, n_rows: usize, stages: usize) -> Vec<f64> {
         let row_bytes = k / QK * stages * STAGE_BYTES;
