@@ -80,9 +80,9 @@ pick_cpu_variant() {
     echo "$best"
 }
 CPU_VARIANT=$(pick_cpu_variant)
-cpu_variant_flags() {
-    local entry feats="" f on
-    for entry in "${CPU_VARIANTS[@]}"; do [ "${entry%%:*}" = "$CPU_VARIANT" ] && feats=${entry#*:}; done
+cpu_variant_flags() {   # cpu_variant_flags [VARIANT]
+    local entry feats="" f on want=${1:-$CPU_VARIANT}
+    for entry in "${CPU_VARIANTS[@]}"; do [ "${entry%%:*}" = "$want" ] && feats=${entry#*:}; done
     printf '%s\n' -DGGML_NATIVE=OFF
     for f in "${ALL_CPU_FEATS[@]}"; do
         on=OFF; [[ " $feats " == *" $f "* ]] && on=ON
@@ -261,6 +261,23 @@ do_build() {
     printf '%s\n' "$CPU_VARIANT" > "$dir/bin/ggml-cpu-variant.txt"
 }
 
+# ggml-cpu built for the haswell variant into $dir/build-valgrind/bin (see the caller).
+build_valgrind_cpu() {
+    local dir=$1 flags=() f
+    [ -f "$dir/valgrind-cpu.stamp" ] && return 0
+    local haswell=()
+    mapfile -t haswell < <(cpu_variant_flags haswell)
+    for f in "${CMAKE_FLAGS[@]}"; do
+        case $f in -DGGML_NATIVE=*|-DGGML_SSE42=*|-DGGML_AVX*|-DGGML_BMI2=*|-DGGML_FMA=*|-DGGML_F16C=*|-DGGML_AMX*) ;;
+                   *) flags+=("$f") ;; esac
+    done
+    log "building ggml-cpu (haswell variant) for valgrind in $dir/build-valgrind"
+    cmake -S "$dir/src" -B "$dir/build-valgrind" "${flags[@]}" "${haswell[@]}" >&2
+    cmake --build "$dir/build-valgrind" -j "$JOBS" --target ggml-cpu >&2
+    [ -f "$dir/build-valgrind/bin/libggml-cpu.so" ] || die "no $dir/build-valgrind/bin/libggml-cpu.so"
+    touch "$dir/valgrind-cpu.stamp"
+}
+
 build_plugin() {
     local dir=$1
     if [ "${FAIRY2I_SKIP_PLUGIN:-0}" = 1 ]; then
@@ -330,6 +347,11 @@ need_tools cmake:cmake ninja:ninja-build cc:gcc c++:g++
 build_up_to_date "$DIR" "${BUILD_TARGETS[@]}" || with_lock "$DIR/.lock" do_build "$DIR" "${BUILD_TARGETS[@]}"
 [ -x "$DIR/bin/llama-simple" ] || die "build finished but $DIR/bin/llama-simple is missing"
 if [ "$MODE" = full ]; then
+    # valgrind (the memory-check test) emulates AVX2 but not AVX-512 or AVX-VNNI: a second ggml-cpu
+    # module, the haswell variant, for runs under valgrind (tests copy it beside the tools they run)
+    if [ "$CPU_VARIANT" != haswell ] && [ "$CPU_VARIANT" != native ]; then
+        [ -f "$DIR/valgrind-cpu.stamp" ] || with_lock "$DIR/.lock" build_valgrind_cpu "$DIR"
+    fi
     build_plugin "$DIR"   # cargo has its own lock; the copy is a rename
 fi
 echo "$DIR"
