@@ -71,12 +71,26 @@ pub struct Fallback {
     pub reason: String,
 }
 
+/// One written tensor, for the per-tensor listing.
+#[derive(Debug, Clone)]
+pub struct TensorLine {
+    /// Tensor.
+    pub name: String,
+    /// Type written.
+    pub ty: GgmlType,
+    /// Where the type came from (empty for tensors kept as they are).
+    pub note: String,
+}
+
 /// Counts per output type, fallbacks and timing.
 pub struct Summary {
     per_type: BTreeMap<GgmlType, (usize, u64, u64)>,
+    /// Every tensor written, in file order (listed first when not empty).
+    pub tensors: Vec<TensorLine>,
     /// Fallbacks, in file order.
     pub fallbacks: Vec<Fallback>,
-    /// The imatrix file given, F2I tensors weighted by it, and F2I tensors it has no entry for.
+    /// The imatrix file given, tensors weighted by it (F2I and k-quants), and those it has no entry
+    /// for.
     pub imatrix: Option<(String, usize, Vec<String>)>,
     start: Instant,
     input_bytes: u64,
@@ -87,6 +101,7 @@ impl Summary {
     pub fn new() -> Summary {
         Summary {
             per_type: BTreeMap::new(),
+            tensors: Vec::new(),
             fallbacks: Vec::new(),
             imatrix: None,
             start: Instant::now(),
@@ -113,6 +128,13 @@ impl Summary {
         use std::fmt::Write;
         let secs = self.start.elapsed().as_secs_f64();
         let mut s = String::new();
+        if !self.tensors.is_empty() {
+            let width = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
+            for t in &self.tensors {
+                let line = format!("{:<width$}  {:<8} {}", t.name, t.ty.name(), t.note);
+                let _ = writeln!(s, "{}", line.trim_end());
+            }
+        }
         let _ = writeln!(
             s,
             "{:<10} {:>8} {:>14} {:>8}",
@@ -133,7 +155,10 @@ impl Summary {
             e += elements;
         }
         let _ = writeln!(s, "{:<10} {:>8} {:>14} {:>8.3}", "total", n, b, bpw(b, e));
-        if !self.fallbacks.is_empty() {
+        if !self.fallbacks.is_empty() && !self.tensors.is_empty() {
+            // The per-tensor listing above gives each fallback and its reason.
+            let _ = writeln!(s, "fallbacks: {} (listed above)", self.fallbacks.len());
+        } else if !self.fallbacks.is_empty() {
             let _ = writeln!(s, "fallbacks ({}):", self.fallbacks.len());
             for f in &self.fallbacks {
                 let _ = writeln!(
@@ -146,7 +171,7 @@ impl Summary {
         if let Some((file, used, missing)) = &self.imatrix {
             let _ = writeln!(
                 s,
-                "imatrix {file}: {used} F2I tensors weighted, {} without an entry (unweighted){}",
+                "imatrix {file}: {used} tensors weighted (F2I and k-quants), {} without an entry (unweighted){}",
                 missing.len(),
                 if missing.is_empty() { "" } else { ":" }
             );
