@@ -342,10 +342,14 @@ pub struct ConvertArgs {
 pub struct QuantizeArgs {
     /// Input GGUF file.
     pub input: PathBuf,
-    /// Output GGUF file.
-    pub output: PathBuf,
+    /// Output GGUF file (not needed with --dry-run).
+    #[arg(required_unless_present = "dry_run")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub quant: QuantFlags,
+    /// Print every tensor's type and the sizes without quantizing or writing anything
+    #[arg(long)]
+    pub dry_run: bool,
     /// Type mixture with an F2I --type: which tensors get more bits than --type, and the types of
     /// output.weight and token_embd
     #[arg(long, value_enum, default_value = "mix")]

@@ -123,10 +123,32 @@ impl Summary {
         (self.input_bytes, self.start.elapsed().as_secs_f64())
     }
 
-    /// The table, as text.
+    /// The table, as text, closing with where it was written and how fast.
     pub fn render(&self, output: &std::path::Path) -> String {
         use std::fmt::Write;
         let secs = self.start.elapsed().as_secs_f64();
+        let mut s = self.render_tables();
+        let mbs = self.input_bytes as f64 / 1e6 / secs.max(1e-9);
+        let _ = writeln!(
+            s,
+            "wrote {} in {:.2} s ({:.1} MB/s of input)",
+            output.display(),
+            secs,
+            mbs
+        );
+        s
+    }
+
+    /// The table of a dry run (`quantize --dry-run`): nothing was written.
+    pub fn render_plan(&self) -> String {
+        let mut s = self.render_tables();
+        s.push_str("dry run: nothing quantized or written\n");
+        s
+    }
+
+    /// The per-tensor listing, the per-type table, fallbacks and the imatrix line.
+    fn render_tables(&self) -> String {
+        use std::fmt::Write;
         let mut s = String::new();
         if !self.tensors.is_empty() {
             let width = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
@@ -182,14 +204,6 @@ impl Summary {
                 let _ = writeln!(s, "  … and {} more", missing.len() - 8);
             }
         }
-        let mbs = self.input_bytes as f64 / 1e6 / secs.max(1e-9);
-        let _ = writeln!(
-            s,
-            "wrote {} in {:.2} s ({:.1} MB/s of input)",
-            output.display(),
-            secs,
-            mbs
-        );
         s
     }
 }

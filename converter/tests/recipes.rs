@@ -173,6 +173,26 @@ fn default_w2_is_the_mix_and_the_summary_lists_every_tensor() {
         );
     }
     insta::assert_snapshot!("default_w2_summary", lines);
+    // --dry-run: the same plan and sizes, nothing written.
+    let o = common::bin()
+        .args(["quantize", "--dry-run", "--type", "f2i_w2"])
+        .arg(&src)
+        .output()
+        .expect("runs");
+    assert!(o.status.success());
+    let dry = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(tensor_lines(&dry), lines);
+    let total = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("total"))
+            .map(str::to_string)
+    };
+    assert_eq!(total(&dry), total(&err));
+    assert!(
+        dry.contains("dry run: nothing quantized or written"),
+        "{dry}"
+    );
+    assert_eq!(common::entries(&f.dir), ["tiny.gguf", "w2.gguf"]);
 }
 
 #[test]
@@ -434,4 +454,13 @@ fn bad_type_arguments_are_one_clear_error() {
         &["--pure", "--recipe", "mix"],
         "'--pure' cannot be used with '--recipe <RECIPE>'",
     );
+    // OUTPUT may only be left out with --dry-run.
+    let o = common::bin()
+        .args(["quantize", "--type", "f2i_w2"])
+        .arg(f.path("tiny.gguf"))
+        .output()
+        .expect("runs");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("<OUTPUT>"));
+    assert_eq!(common::entries(&f.dir), ["tiny.gguf"]);
 }

@@ -72,6 +72,38 @@ fn dominant_f2i(jobs: &[Job<'_>]) -> Option<GgmlType> {
         .map(|(t, _)| t)
 }
 
+/// Each weight's place among the weights of its category, in llama.cpp's tensor order (by the
+/// layer number of `blk.N.`, names without one first, then by name): llama-quantize counts its
+/// `i_attention_wv` / `i_ffn_down` in that order.
+fn positions<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a [u64])>,
+) -> HashMap<String, Position> {
+    let layer = |name: &str| -> i64 {
+        name.strip_prefix("blk.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or(-1)
+    };
+    let mut by_category: HashMap<Category, Vec<&str>> = HashMap::new();
+    for (name, dims) in tensors {
+        if !plan::is_always_f32(name, dims) {
+            by_category
+                .entry(Category::of(name))
+                .or_default()
+                .push(name);
+        }
+    }
+    let mut out = HashMap::new();
+    for names in by_category.values_mut() {
+        names.sort_by(|a, b| (layer(a), *a).cmp(&(layer(b), *b)));
+        let count = names.len();
+        for (index, name) in names.iter().enumerate() {
+            out.insert(name.to_string(), Position { index, count });
+        }
+    }
+    out
+}
+
 /// Query heads per key/value head (`<arch>.attention.head_count` / `head_count_kv`), 1 when the
 /// file does not say (or gives per-layer arrays).
 fn n_gqa(md: &Metadata, arch: &str) -> u64 {
@@ -89,17 +121,23 @@ fn n_gqa(md: &Metadata, arch: &str) -> u64 {
 pub fn run(args: &QuantizeArgs) -> Result<()> {
     super::init_threads(args.quant.threads)?;
     let in_path = args.input.as_path();
-    let out_path = args.output.as_path();
-    super::check_output(&args.output)?;
-    let imatrix = crate::imatrix::load(&args.quant)?;
-    let imatrix_path = args.quant.imatrix.as_deref();
-    if let (Ok(a), Ok(b)) = (in_path.canonicalize(), out_path.canonicalize()) {
-        if a == b {
-            return Err(Error::OutputIsInput {
-                path: out_path.to_path_buf(),
-            });
+    let out_path = match (&args.output, args.dry_run) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.as_path()),
+        (None, false) => return Err(Error::OutputMissing),
+    };
+    if let Some(out_path) = out_path {
+        super::check_output(out_path)?;
+        if let (Ok(a), Ok(b)) = (in_path.canonicalize(), out_path.canonicalize()) {
+            if a == b {
+                return Err(Error::OutputIsInput {
+                    path: out_path.to_path_buf(),
+                });
+            }
         }
     }
+    let imatrix = crate::imatrix::load(&args.quant)?;
+    let imatrix_path = args.quant.imatrix.as_deref();
     let mapped = MappedGguf::open(in_path)?;
     let g = mapped.parse()?;
     let arch = g
@@ -162,12 +200,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         (Some((o, _)), Some((e, _))) => o.ty(GgmlType::F32) != e.ty(GgmlType::F32),
         _ => false,
     };
-    let mut positions: HashMap<Category, Position> = HashMap::new();
-    for t in &g.tensors {
-        if !plan::is_always_f32(&t.name, &t.dims) {
-            positions.entry(Category::of(&t.name)).or_default().count += 1;
-        }
-    }
+    let positions = positions(g.tensors.iter().map(|t| (t.name.as_str(), &t.dims[..])));
     let mut jobs: Vec<Job<'_>> = Vec::new();
     for t in &g.tensors {
         let mut push = |name: &str, (choice, source): (Choice, Source)| {
@@ -210,12 +243,8 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         let wanted = if t.name == "output.weight" {
             rules.output()
         } else {
-            let pos = positions.entry(Category::of(&t.name)).or_default();
-            let here = *pos;
-            if !plan::is_always_f32(&t.name, &t.dims) {
-                pos.index += 1;
-            }
-            rules.weight(&t.name, here)
+            let pos = positions.get(&t.name).copied().unwrap_or_default();
+            rules.weight(&t.name, pos)
         };
         push(&t.name, decide(&t.name, &t.dims, wanted));
     }
@@ -277,6 +306,20 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             ty: j.ty,
         })
         .collect();
+    let Some(out_path) = out_path else {
+        for j in &jobs {
+            let size = if j.ty == j.src.ty {
+                j.src.size
+            } else {
+                j.ty.tensor_size(&j.src.dims).at_file(in_path)?
+            };
+            summary.add(j.ty, j.src.n_elements(), size, j.src.size);
+        }
+        if !args.quant.quiet {
+            eprint!("{}", summary.render_plan());
+        }
+        return Ok(());
+    };
     let writer = GgufWriter::create_versioned(out_path, g.version, &md, specs).at_file(out_path)?;
     let total_in: u64 = jobs.iter().map(|j| j.src.size).sum();
     let progress = Progress::new(total_in, jobs.len(), args.quant.quiet);
@@ -331,4 +374,39 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         eprint!("{}", summary.render(out_path));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_follow_llama_cpp_layer_order() {
+        // A file in lexical order (blk.10 before blk.2), as SmolLM2's GGUF is.
+        let names = [
+            "token_embd.weight",
+            "blk.0.ffn_down.weight",
+            "blk.1.ffn_down.weight",
+            "blk.10.ffn_down.weight",
+            "blk.2.ffn_down.weight",
+            "blk.2.ffn_norm.weight",
+            "blk.2.attn_v.weight",
+        ];
+        let dims: Vec<Vec<u64>> = names
+            .iter()
+            .map(|n| {
+                if n.ends_with("norm.weight") {
+                    vec![8]
+                } else {
+                    vec![8, 8]
+                }
+            })
+            .collect();
+        let p = positions(names.iter().copied().zip(dims.iter().map(|d| &d[..])));
+        let at = |n: &str| p.get(n).map(|q| (q.index, q.count));
+        assert_eq!(at("blk.2.ffn_down.weight"), Some((2, 4)));
+        assert_eq!(at("blk.10.ffn_down.weight"), Some((3, 4)));
+        assert_eq!(at("blk.2.attn_v.weight"), Some((0, 1)));
+        assert_eq!(at("blk.2.ffn_norm.weight"), None);
+    }
 }
