@@ -18,6 +18,9 @@ struct Env {
     llama: PathBuf,
 }
 
+/// Every matrix F2I (`--recipe pure`): these tests measure F2I and the plugin, not a type mixture.
+const PURE: &[&str] = &["--recipe", "pure"];
+
 fn env(test: &str, models: &[&str]) -> Option<(Env, Vec<PathBuf>)> {
     let Some(llama) = llama_dir() else {
         skip(
@@ -86,7 +89,7 @@ fn qwen_f2i_w2_generates_text_in_llama_completion() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let prompt = "def fibonacci(n):";
     let r = run(
         tool(&e, "llama-completion").arg("-m").arg(&f2i).args([
@@ -127,6 +130,8 @@ fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
         &m[0],
         "f2i_w4",
         &[
+            "--recipe",
+            "pure",
             "--scale-mode",
             "block",
             "--fallback",
@@ -265,7 +270,7 @@ fn f2i_perplexity_is_finite_and_w4_close_to_source() {
     let source = ppl(&m[0]);
     assert!(source.is_finite());
     for ty in ["f2i_w2", "f2i_w4"] {
-        let v = ppl(&quantized(&m[0], ty, &[]));
+        let v = ppl(&quantized(&m[0], ty, PURE));
         assert!(
             v.is_finite() && v > 1.0,
             "{ty}: PPL {v} is not a finite perplexity"
@@ -289,7 +294,14 @@ fn f2i_perplexity_is_finite_and_w4_close_to_source() {
     let w4 = ppl(&quantized(
         &m[0],
         "f2i_w4",
-        &["--scale-mode", "joint", "--imatrix", &imatrix_arg],
+        &[
+            "--recipe",
+            "pure",
+            "--scale-mode",
+            "joint",
+            "--imatrix",
+            &imatrix_arg,
+        ],
     ));
     assert!(
         w4 <= 1.10 * source,
@@ -304,7 +316,7 @@ fn llama_server_answers_a_completion_on_loopback_and_stops_cleanly() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
@@ -403,7 +415,7 @@ fn llama_bench_runs_f2i_through_the_plugin() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let r = run(
         tool(&e, "llama-bench")
             .arg("-m")
@@ -450,7 +462,7 @@ fn plugin_loads_by_name_and_through_ggml_backend_path() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let args = [
         "-n", "4", "-t", "2", "--temp", "0", "-no-cnv", "-p", "Hello",
     ];
@@ -513,7 +525,7 @@ fn unpatched_llama_cpp_rejects_an_f2i_file_cleanly() {
             .unwrap_or("")
             .trim(),
     );
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let r = run(
         Command::new(dir.join("bin/llama-simple"))
             .arg("-m")
@@ -549,7 +561,7 @@ fn llama_bench_with_the_plugin_is_clean_under_valgrind() {
         return;
     }
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     // Memory errors anywhere in the process (our plugin, the shim, llama.cpp) make valgrind exit 99.
     // Leaks are not counted: llama.cpp keeps global state until exit.
     let mut c = Command::new("valgrind");
