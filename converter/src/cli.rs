@@ -304,7 +304,8 @@ pub struct QuantFlags {
     /// quantize per --recipe (mix: a k-quant, or output.weight's type when the model ties them)
     #[arg(long, value_name = "TYPE", value_parser = type_parser(false), ignore_case = true)]
     pub embd_type: Option<GgmlType>,
-    /// Type of matrices F2I cannot hold (K % 256 != 0, odd N, odd head count for permuted Q/K).
+    /// Type of matrices F2I cannot hold (K % 256 != 0, odd N, odd head count for permuted Q/K), and of
+    /// those a k-quant cannot hold (K % 256 != 0).
     #[arg(long, value_enum, default_value = "q8_0")]
     pub fallback: StdType,
     /// How F2I scales are chosen.
