@@ -51,14 +51,14 @@ impl Rows<'_> {
     }
 }
 
-/// F2I settings.
+/// F2I settings (the importance also weights the k-quants).
 #[derive(Debug, Clone, Copy)]
 pub struct F2iSettings<'a> {
     /// Scale mode.
     pub mode: ScaleMode,
     /// Emulate the official code's bf16 rounding (bf16 sources).
     pub bf16_rounding: bool,
-    /// Importance per input column (length ne0), from an imatrix.
+    /// Importance per input column (length ne0), from an imatrix; used by F2I and the k-quants.
     pub importance: Option<&'a [f32]>,
 }
 
@@ -93,6 +93,9 @@ pub fn encode(
     if total == 0 {
         return Ok(out);
     }
+    let importance = f2i_settings
+        .importance
+        .filter(|_| blocks::can_quantize_weighted(ty));
     let rows_per_task = (CHUNK_VALUES / rows.ne0.max(1)).max(1);
     out.par_chunks_mut(rows_per_task * row_bytes)
         .enumerate()
@@ -107,7 +110,10 @@ pub fn encode(
                 f32_to_f16_bytes(buf, chunk);
                 return Ok(());
             }
-            blocks::quantize_into(ty, buf, chunk)
+            match importance {
+                Some(qw) => blocks::quantize_weighted_into(ty, buf, qw, chunk),
+                None => blocks::quantize_into(ty, buf, chunk),
+            }
         })?;
     Ok(out)
 }

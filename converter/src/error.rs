@@ -185,6 +185,9 @@ pub enum Error {
         /// Why not.
         problem: &'static str,
     },
+    /// `quantize` without an output file and without `--dry-run` (clap normally refuses this first).
+    #[error("quantize: an OUTPUT file is needed without --dry-run")]
+    OutputMissing,
     /// The output file is the input file.
     #[error("{}: output would overwrite the input", path.display())]
     OutputIsInput {

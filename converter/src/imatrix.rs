@@ -32,9 +32,9 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// The importance of weight `name` (rows of `k` inputs) written as `ty`: `None` for a type other than
-/// F2I (the standard codecs take no importance) and, counted as missing in the summary, when the
-/// imatrix has no entry; an error naming the imatrix file if the entry does not fit.
+/// The importance of weight `name` (rows of `k` inputs) written as `ty`: `None` for a type that
+/// takes none (only F2I and the k-quants do, as in llama-quantize) and, counted as missing in the
+/// summary, when the imatrix has no entry; an error naming the imatrix file if the entry does not fit.
 fn lookup<'a>(
     imatrix: Option<&'a Imatrix>,
     path: Option<&Path>,
@@ -43,7 +43,8 @@ fn lookup<'a>(
     k: usize,
     summary: &mut Summary,
 ) -> Result<Option<&'a [f32]>> {
-    let (Some(m), Some(path), true) = (imatrix, path, ty.is_f2i()) else {
+    let weighted = ty.is_f2i() || fairy2i_format::blocks::can_quantize_weighted(ty);
+    let (Some(m), Some(path), true) = (imatrix, path, weighted) else {
         return Ok(None);
     };
     let imp = m.importance(name, k).with_path(path)?;

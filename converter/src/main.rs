@@ -9,6 +9,7 @@ mod error;
 mod hf;
 mod imatrix;
 mod plan;
+mod recipe;
 mod report;
 
 use std::process::ExitCode;

@@ -101,7 +101,8 @@ fn fitting(ty: GgmlType, wanted_by: GgmlType, ne0: u64) -> Choice {
     }
 }
 
-/// Decides the type of tensor `name` with ggml `dims`.
+/// Decides the type of tensor `name` with ggml `dims` (`convert`'s rules: token_embd gets
+/// `opts.embd`, every other matrix `opts.out`).
 pub fn choose(name: &str, dims: &[u64], opts: &Options, heads: Option<PermutedHeads>) -> Choice {
     if is_always_f32(name, dims) {
         return Choice::Keep;
@@ -113,28 +114,58 @@ pub fn choose(name: &str, dims: &[u64], opts: &Options, heads: Option<PermutedHe
     if name == "token_embd.weight" {
         return fitting(opts.embd, opts.embd, ne0);
     }
-    let fallback = |reason: String| match fitting(opts.fallback, opts.fallback, ne0) {
-        Choice::To(ty) => Choice::Fallback {
-            ty,
-            wanted: opts.out,
-            reason,
-        },
+    choose_type(name, dims, opts.out, opts.fallback, heads)
+}
+
+/// How tensor `name` with ggml `dims` is written when `wanted` is asked for it: `wanted` if it can
+/// hold the tensor, else `fallback` (else F16, when the fallback's blocks do not fit either) with the
+/// reason. F2I needs a 2-D matrix with K % 256 = 0, N even and, for permuted Q/K, an even head count,
+/// and is never used for token_embd; a k-quant needs K % 256 = 0; the 32-element types fall back to
+/// F16 directly.
+pub fn choose_type(
+    name: &str,
+    dims: &[u64],
+    wanted: GgmlType,
+    fallback: GgmlType,
+    heads: Option<PermutedHeads>,
+) -> Choice {
+    if is_always_f32(name, dims) {
+        return Choice::Keep;
+    }
+    let ne0 = dims.first().copied().unwrap_or(1);
+    let fall = |reason: String| match fitting(fallback, fallback, ne0) {
+        Choice::To(ty) => Choice::Fallback { ty, wanted, reason },
         Choice::Fallback { ty, reason: r2, .. } => Choice::Fallback {
             ty,
-            wanted: opts.out,
+            wanted,
             reason: format!("{reason}; {r2}"),
         },
         Choice::Keep => Choice::Keep,
     };
+    if !wanted.is_f2i() {
+        if ne0.is_multiple_of(wanted.block_size()) {
+            return Choice::To(wanted);
+        }
+        if wanted.block_size() > 32 {
+            return fall(format!(
+                "K = {ne0} is not a multiple of the {wanted} block ({})",
+                wanted.block_size()
+            ));
+        }
+        return fitting(wanted, wanted, ne0);
+    }
+    if name == "token_embd.weight" {
+        return fall("token_embd is read row by row (GET_ROWS), F2I pairs rows".into());
+    }
     if dims.len() != 2 {
-        return fallback(format!("{} dimensions", dims.len()));
+        return fall(format!("{} dimensions", dims.len()));
     }
     let n = dims.get(1).copied().unwrap_or(1);
     if ne0 % 256 != 0 {
-        return fallback(format!("K = {ne0} is not a multiple of 256"));
+        return fall(format!("K = {ne0} is not a multiple of 256"));
     }
     if n % 2 != 0 {
-        return fallback(format!("N = {n} is odd"));
+        return fall(format!("N = {n} is odd"));
     }
     if let Some(h) = heads {
         let count = if name.ends_with(".attn_q.weight") {
@@ -145,10 +176,10 @@ pub fn choose(name: &str, dims: &[u64], opts: &Options, heads: Option<PermutedHe
             None
         };
         if let Some(c) = count.filter(|c| c % 2 != 0) {
-            return fallback(format!("{c} heads (odd) in a permuted Q/K matrix"));
+            return fall(format!("{c} heads (odd) in a permuted Q/K matrix"));
         }
     }
-    Choice::To(opts.out)
+    Choice::To(wanted)
 }
 
 #[cfg(test)]
@@ -237,6 +268,68 @@ mod tests {
             }
         ));
         assert_eq!(file_type(GgmlType::BF16), Some(32));
+        // k-quants: K % 256, else the fallback type (else F16); F2I never for token_embd.
+        assert_eq!(
+            choose_type(
+                "output.weight",
+                &[512, 8],
+                GgmlType::Q6_K,
+                GgmlType::Q8_0,
+                None
+            ),
+            Choice::To(GgmlType::Q6_K)
+        );
+        assert!(matches!(
+            choose_type(
+                "output.weight",
+                &[576, 8],
+                GgmlType::Q6_K,
+                GgmlType::Q8_0,
+                None
+            ),
+            Choice::Fallback {
+                ty: GgmlType::Q8_0,
+                wanted: GgmlType::Q6_K,
+                ..
+            }
+        ));
+        assert!(matches!(
+            choose_type(
+                "output.weight",
+                &[48, 8],
+                GgmlType::Q4_K,
+                GgmlType::Q8_0,
+                None
+            ),
+            Choice::Fallback {
+                ty: GgmlType::F16,
+                ..
+            }
+        ));
+        assert!(matches!(
+            choose_type(
+                "token_embd.weight",
+                &[512, 8],
+                GgmlType::F2I_W3,
+                GgmlType::Q4_0,
+                None
+            ),
+            Choice::Fallback {
+                ty: GgmlType::Q4_0,
+                wanted: GgmlType::F2I_W3,
+                ..
+            }
+        ));
+        assert_eq!(
+            choose_type(
+                "blk.0.attn_norm.weight",
+                &[512],
+                GgmlType::Q6_K,
+                GgmlType::Q8_0,
+                None
+            ),
+            Choice::Keep
+        );
         assert_eq!(file_type(GgmlType::F2I_W2), Some(65));
     }
 }

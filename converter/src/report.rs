@@ -71,12 +71,26 @@ pub struct Fallback {
     pub reason: String,
 }
 
+/// One written tensor, for the per-tensor listing.
+#[derive(Debug, Clone)]
+pub struct TensorLine {
+    /// Tensor.
+    pub name: String,
+    /// Type written.
+    pub ty: GgmlType,
+    /// Where the type came from (empty for tensors kept as they are).
+    pub note: String,
+}
+
 /// Counts per output type, fallbacks and timing.
 pub struct Summary {
     per_type: BTreeMap<GgmlType, (usize, u64, u64)>,
+    /// Every tensor written, in file order (listed first when not empty).
+    pub tensors: Vec<TensorLine>,
     /// Fallbacks, in file order.
     pub fallbacks: Vec<Fallback>,
-    /// The imatrix file given, F2I tensors weighted by it, and F2I tensors it has no entry for.
+    /// The imatrix file given, tensors weighted by it (F2I and k-quants), and those it has no entry
+    /// for.
     pub imatrix: Option<(String, usize, Vec<String>)>,
     start: Instant,
     input_bytes: u64,
@@ -87,6 +101,7 @@ impl Summary {
     pub fn new() -> Summary {
         Summary {
             per_type: BTreeMap::new(),
+            tensors: Vec::new(),
             fallbacks: Vec::new(),
             imatrix: None,
             start: Instant::now(),
@@ -108,11 +123,40 @@ impl Summary {
         (self.input_bytes, self.start.elapsed().as_secs_f64())
     }
 
-    /// The table, as text.
+    /// The table, as text, closing with where it was written and how fast.
     pub fn render(&self, output: &std::path::Path) -> String {
         use std::fmt::Write;
         let secs = self.start.elapsed().as_secs_f64();
+        let mut s = self.render_tables();
+        let mbs = self.input_bytes as f64 / 1e6 / secs.max(1e-9);
+        let _ = writeln!(
+            s,
+            "wrote {} in {:.2} s ({:.1} MB/s of input)",
+            output.display(),
+            secs,
+            mbs
+        );
+        s
+    }
+
+    /// The table of a dry run (`quantize --dry-run`): nothing was written.
+    pub fn render_plan(&self) -> String {
+        let mut s = self.render_tables();
+        s.push_str("dry run: nothing quantized or written\n");
+        s
+    }
+
+    /// The per-tensor listing, the per-type table, fallbacks and the imatrix line.
+    fn render_tables(&self) -> String {
+        use std::fmt::Write;
         let mut s = String::new();
+        if !self.tensors.is_empty() {
+            let width = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
+            for t in &self.tensors {
+                let line = format!("{:<width$}  {:<8} {}", t.name, t.ty.name(), t.note);
+                let _ = writeln!(s, "{}", line.trim_end());
+            }
+        }
         let _ = writeln!(
             s,
             "{:<10} {:>8} {:>14} {:>8}",
@@ -133,7 +177,10 @@ impl Summary {
             e += elements;
         }
         let _ = writeln!(s, "{:<10} {:>8} {:>14} {:>8.3}", "total", n, b, bpw(b, e));
-        if !self.fallbacks.is_empty() {
+        if !self.fallbacks.is_empty() && !self.tensors.is_empty() {
+            // The per-tensor listing above gives each fallback and its reason.
+            let _ = writeln!(s, "fallbacks: {} (listed above)", self.fallbacks.len());
+        } else if !self.fallbacks.is_empty() {
             let _ = writeln!(s, "fallbacks ({}):", self.fallbacks.len());
             for f in &self.fallbacks {
                 let _ = writeln!(
@@ -146,7 +193,7 @@ impl Summary {
         if let Some((file, used, missing)) = &self.imatrix {
             let _ = writeln!(
                 s,
-                "imatrix {file}: {used} F2I tensors weighted, {} without an entry (unweighted){}",
+                "imatrix {file}: {used} tensors weighted (F2I and k-quants), {} without an entry (unweighted){}",
                 missing.len(),
                 if missing.is_empty() { "" } else { ":" }
             );
@@ -157,14 +204,6 @@ impl Summary {
                 let _ = writeln!(s, "  … and {} more", missing.len() - 8);
             }
         }
-        let mbs = self.input_bytes as f64 / 1e6 / secs.max(1e-9);
-        let _ = writeln!(
-            s,
-            "wrote {} in {:.2} s ({:.1} MB/s of input)",
-            output.display(),
-            secs,
-            mbs
-        );
         s
     }
 }

@@ -18,6 +18,9 @@ struct Env {
     llama: PathBuf,
 }
 
+/// Every matrix F2I (`--recipe pure`): these tests measure F2I and the plugin, not a type mixture.
+const PURE: &[&str] = &["--recipe", "pure"];
+
 fn env(test: &str, models: &[&str]) -> Option<(Env, Vec<PathBuf>)> {
     let Some(llama) = llama_dir() else {
         skip(
@@ -86,7 +89,7 @@ fn qwen_f2i_w2_generates_text_in_llama_completion() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let prompt = "def fibonacci(n):";
     let r = run(
         tool(&e, "llama-completion").arg("-m").arg(&f2i).args([
@@ -127,6 +130,8 @@ fn smollm_f2i_runs_in_llama_completion_and_matches_its_f32_twin() {
         &m[0],
         "f2i_w4",
         &[
+            "--recipe",
+            "pure",
             "--scale-mode",
             "block",
             "--fallback",
@@ -268,7 +273,18 @@ fn f2i_perplexity_matches_the_twin_and_w4_close_to_source() {
     // gives for the dequantized f32 twin (same weights), and the default int8 path must stay close.
     // (the other tensors in f32, so that the twin differs only in the F2I ones)
     for ty in ["f2i_w2", "f2i_w4"] {
-        let f2i = quantized(&m[0], ty, &["--fallback", "f32", "--embd-type", "f32"]);
+        let f2i = quantized(
+            &m[0],
+            ty,
+            &[
+                "--recipe",
+                "pure",
+                "--fallback",
+                "f32",
+                "--embd-type",
+                "f32",
+            ],
+        );
         let twin_ppl = ppl(&quantized(&f2i, "f32", &[]));
         let exact = {
             let all = perplexity_env(
@@ -309,7 +325,14 @@ fn f2i_perplexity_matches_the_twin_and_w4_close_to_source() {
     let w4 = ppl(&quantized(
         &m[0],
         "f2i_w4",
-        &["--scale-mode", "joint", "--imatrix", &imatrix_arg],
+        &[
+            "--recipe",
+            "pure",
+            "--scale-mode",
+            "joint",
+            "--imatrix",
+            &imatrix_arg,
+        ],
     ));
     assert!(
         w4 <= 1.10 * source,
@@ -324,7 +347,7 @@ fn llama_server_answers_a_completion_on_loopback_and_stops_cleanly() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
@@ -423,7 +446,7 @@ fn llama_bench_runs_f2i_through_the_plugin() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let r = run(
         tool(&e, "llama-bench")
             .arg("-m")
@@ -470,7 +493,7 @@ fn plugin_loads_by_name_and_through_ggml_backend_path() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let args = [
         "-n", "4", "-t", "2", "--temp", "0", "-no-cnv", "-p", "Hello",
     ];
@@ -533,7 +556,7 @@ fn unpatched_llama_cpp_rejects_an_f2i_file_cleanly() {
             .unwrap_or("")
             .trim(),
     );
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     let r = run(
         Command::new(dir.join("bin/llama-simple"))
             .arg("-m")
@@ -592,7 +615,7 @@ fn llama_bench_with_the_plugin_is_clean_under_valgrind() {
         return;
     }
     let _g = heavy();
-    let f2i = quantized(&m[0], "f2i_w2", &[]);
+    let f2i = quantized(&m[0], "f2i_w2", PURE);
     // valgrind emulates AVX2 but not AVX-512: where ffi/build-llama.sh built ggml-cpu for a newer CPU
     // it also built the haswell variant (build-valgrind/); run llama-bench from a directory where
     // ggml_backend_load_all finds that one beside our plugin.

@@ -28,7 +28,7 @@ pub fn run(args: &BenchConvertArgs) -> Result<()> {
             no_tokenizer: !has_tokenizer,
             quant: QuantFlags {
                 out_type: ty,
-                embd_type: StdType::Q8_0,
+                embd_type: None,
                 fallback: StdType::Q8_0,
                 scale_mode: ScaleModeArg::Tensor,
                 imatrix: None,

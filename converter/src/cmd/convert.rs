@@ -109,7 +109,7 @@ pub fn convert(args: &ConvertArgs) -> Result<Summary> {
     let out_ty = args.quant.out_type.ggml();
     let opts = Options {
         out: out_ty,
-        embd: args.quant.embd_type.ggml(),
+        embd: args.quant.embd_type.unwrap_or(GgmlType::Q8_0),
         fallback: args.quant.fallback.ggml(),
     };
     let heads = arch

@@ -6,6 +6,8 @@
 //! commutes with that permutation (the result equals quantizing the Hugging Face matrix and
 //! permuting), for odd head counts those tensors take the fallback type.
 
+use std::collections::HashMap;
+
 use fairy2i_format::gguf::{keys, GgufWriter, MappedGguf, Metadata, TensorInfo, TensorSpec, Value};
 use fairy2i_format::{convert, GgmlType};
 
@@ -14,8 +16,9 @@ use crate::cli::QuantizeArgs;
 use crate::encode::{encode, Rows};
 use crate::error::{Error, FormatContext, Result};
 use crate::hf::safetensors::SrcDtype;
-use crate::plan::{self, Choice, Options, PermutedHeads};
-use crate::report::{Fallback, Progress, Summary};
+use crate::plan::{self, Choice, PermutedHeads};
+use crate::recipe::{Category, Position, Rules, Source};
+use crate::report::{Fallback, Progress, Summary, TensorLine};
 
 /// One tensor to write: its source tensor in the input, and the type it gets.
 struct Job<'a> {
@@ -54,21 +57,87 @@ pub fn ftype_name(ftype: u64) -> String {
     known.to_string()
 }
 
+/// The F2I type holding the most weights (`fairy2i.stages` names it).
+fn dominant_f2i(jobs: &[Job<'_>]) -> Option<GgmlType> {
+    let mut per_type: Vec<(GgmlType, u64)> = Vec::new();
+    for j in jobs.iter().filter(|j| j.ty.is_f2i()) {
+        match per_type.iter_mut().find(|(t, _)| *t == j.ty) {
+            Some((_, n)) => *n += j.src.n_elements(),
+            None => per_type.push((j.ty, j.src.n_elements())),
+        }
+    }
+    per_type
+        .into_iter()
+        .max_by_key(|&(t, n)| (n, std::cmp::Reverse(t.f2i_stages())))
+        .map(|(t, _)| t)
+}
+
+/// Each weight's place among the weights of its category, in llama.cpp's tensor order (by the
+/// layer number of `blk.N.`, names without one first, then by name): llama-quantize counts its
+/// `i_attention_wv` / `i_ffn_down` in that order.
+fn positions<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a [u64])>,
+) -> HashMap<String, Position> {
+    let layer = |name: &str| -> i64 {
+        name.strip_prefix("blk.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or(-1)
+    };
+    let mut by_category: HashMap<Category, Vec<&str>> = HashMap::new();
+    for (name, dims) in tensors {
+        if !plan::is_always_f32(name, dims) {
+            by_category
+                .entry(Category::of(name))
+                .or_default()
+                .push(name);
+        }
+    }
+    let mut out = HashMap::new();
+    for names in by_category.values_mut() {
+        names.sort_by(|a, b| (layer(a), *a).cmp(&(layer(b), *b)));
+        let count = names.len();
+        for (index, name) in names.iter().enumerate() {
+            out.insert(name.to_string(), Position { index, count });
+        }
+    }
+    out
+}
+
+/// Query heads per key/value head (`<arch>.attention.head_count` / `head_count_kv`), 1 when the
+/// file does not say (or gives per-layer arrays).
+fn n_gqa(md: &Metadata, arch: &str) -> u64 {
+    let n_head = md.get_u64(&format!("{arch}.attention.head_count"));
+    let n_kv = md
+        .get_u64(&format!("{arch}.attention.head_count_kv"))
+        .or(n_head);
+    match (n_head, n_kv) {
+        (Some(h), Some(kv)) if kv > 0 => h / kv,
+        _ => 1,
+    }
+}
+
 /// Runs `quantize`.
 pub fn run(args: &QuantizeArgs) -> Result<()> {
     super::init_threads(args.quant.threads)?;
     let in_path = args.input.as_path();
-    let out_path = args.output.as_path();
-    super::check_output(&args.output)?;
-    let imatrix = crate::imatrix::load(&args.quant)?;
-    let imatrix_path = args.quant.imatrix.as_deref();
-    if let (Ok(a), Ok(b)) = (in_path.canonicalize(), out_path.canonicalize()) {
-        if a == b {
-            return Err(Error::OutputIsInput {
-                path: out_path.to_path_buf(),
-            });
+    let out_path = match (&args.output, args.dry_run) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.as_path()),
+        (None, false) => return Err(Error::OutputMissing),
+    };
+    if let Some(out_path) = out_path {
+        super::check_output(out_path)?;
+        if let (Ok(a), Ok(b)) = (in_path.canonicalize(), out_path.canonicalize()) {
+            if a == b {
+                return Err(Error::OutputIsInput {
+                    path: out_path.to_path_buf(),
+                });
+            }
         }
     }
+    let imatrix = crate::imatrix::load(&args.quant)?;
+    let imatrix_path = args.quant.imatrix.as_deref();
     let mapped = MappedGguf::open(in_path)?;
     let g = mapped.parse()?;
     let arch = g
@@ -99,40 +168,90 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     };
 
     let out_ty = args.quant.out_type.ggml();
-    let opts = Options {
-        out: out_ty,
-        embd: args.quant.embd_type.ggml(),
-        fallback: args.quant.fallback.ggml(),
+    let fallback = args.quant.fallback.ggml();
+    let rules = Rules {
+        base: out_ty,
+        recipe: args.recipe(),
+        output: args.output_type,
+        embd: args.quant.embd_type,
+        patterns: &args.tensor_type,
+        n_gqa: n_gqa(&g.metadata, &arch),
     };
     let mut summary = Summary::new();
-    let tied = out_ty.is_f2i() && !g.tensors.iter().any(|t| t.name == "output.weight");
+    let decide = |name: &str, dims: &[u64], (wanted, source): (GgmlType, Source)| {
+        (
+            plan::choose_type(name, dims, wanted, fallback, heads),
+            source,
+        )
+    };
+    // A model without output.weight ties it to token_embd: token_embd then takes output.weight's
+    // type, and output.weight is written separately only when its type differs (an F2I one, which
+    // token_embd cannot have, or explicit flags that disagree).
+    let embd = g.tensors.iter().find(|t| t.name == "token_embd.weight");
+    let tied_output = match embd {
+        Some(t) if !g.tensors.iter().any(|t| t.name == "output.weight") => {
+            Some(decide("output.weight", &t.dims, rules.output()))
+        }
+        _ => None,
+    };
+    let tied_ty = tied_output.as_ref().map(|(c, _)| c.ty(GgmlType::F32));
+    let embd_plan = embd.map(|t| decide(&t.name, &t.dims, rules.token_embd(tied_ty)));
+    let separate_output = match (&tied_output, &embd_plan) {
+        (Some((o, _)), Some((e, _))) => o.ty(GgmlType::F32) != e.ty(GgmlType::F32),
+        _ => false,
+    };
+    let positions = positions(g.tensors.iter().map(|t| (t.name.as_str(), &t.dims[..])));
     let mut jobs: Vec<Job<'_>> = Vec::new();
     for t in &g.tensors {
-        let mut plan_one = |name: &str| {
-            let choice = plan::choose(name, &t.dims, &opts, heads);
-            if let Choice::Fallback { ty, wanted, reason } = &choice {
-                summary.fallbacks.push(Fallback {
-                    name: name.to_string(),
-                    wanted: *wanted,
-                    used: *ty,
-                    reason: reason.clone(),
-                });
-            }
+        let mut push = |name: &str, (choice, source): (Choice, Source)| {
+            let note = match &choice {
+                Choice::Keep => String::new(),
+                Choice::To(_) => source.to_string(),
+                Choice::Fallback { ty, wanted, reason } => {
+                    summary.fallbacks.push(Fallback {
+                        name: name.to_string(),
+                        wanted: *wanted,
+                        used: *ty,
+                        reason: reason.clone(),
+                    });
+                    format!("fallback, {wanted} wanted by {source}: {reason}")
+                }
+            };
+            let ty = choice.ty(t.ty);
+            summary.tensors.push(TensorLine {
+                name: name.to_string(),
+                ty,
+                note,
+            });
             jobs.push(Job {
                 name: name.to_string(),
                 src: t,
-                ty: choice.ty(t.ty),
+                ty,
             });
         };
-        plan_one(&t.name);
-        if tied && t.name == "token_embd.weight" {
-            plan_one("output.weight");
+        if t.name == "token_embd.weight" {
+            if let Some(p) = embd_plan.clone() {
+                push(&t.name, p);
+            }
+            if separate_output {
+                if let Some(p) = tied_output.clone() {
+                    push("output.weight", p);
+                }
+            }
+            continue;
         }
+        let wanted = if t.name == "output.weight" {
+            rules.output()
+        } else {
+            let pos = positions.get(&t.name).copied().unwrap_or_default();
+            rules.weight(&t.name, pos)
+        };
+        push(&t.name, decide(&t.name, &t.dims, wanted));
     }
 
     // Metadata: the input's, with file type and fairy2i.* updated (fairy2i.* right after
     // general.quantization_version, or at the end).
-    let f2i_ty = jobs.iter().map(|j| j.ty).find(|t| t.is_f2i());
+    let f2i_ty = dominant_f2i(&jobs);
     let source = format!(
         "gguf:{}",
         g.metadata
@@ -187,6 +306,20 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             ty: j.ty,
         })
         .collect();
+    let Some(out_path) = out_path else {
+        for j in &jobs {
+            let size = if j.ty == j.src.ty {
+                j.src.size
+            } else {
+                j.ty.tensor_size(&j.src.dims).at_file(in_path)?
+            };
+            summary.add(j.ty, j.src.n_elements(), size, j.src.size);
+        }
+        if !args.quant.quiet {
+            eprint!("{}", summary.render_plan());
+        }
+        return Ok(());
+    };
     let writer = GgufWriter::create_versioned(out_path, g.version, &md, specs).at_file(out_path)?;
     let total_in: u64 = jobs.iter().map(|j| j.src.size).sum();
     let progress = Progress::new(total_in, jobs.len(), args.quant.quiet);
@@ -241,4 +374,39 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         super::print_err(&summary.render(out_path));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_follow_llama_cpp_layer_order() {
+        // A file in lexical order (blk.10 before blk.2), as SmolLM2's GGUF is.
+        let names = [
+            "token_embd.weight",
+            "blk.0.ffn_down.weight",
+            "blk.1.ffn_down.weight",
+            "blk.10.ffn_down.weight",
+            "blk.2.ffn_down.weight",
+            "blk.2.ffn_norm.weight",
+            "blk.2.attn_v.weight",
+        ];
+        let dims: Vec<Vec<u64>> = names
+            .iter()
+            .map(|n| {
+                if n.ends_with("norm.weight") {
+                    vec![8]
+                } else {
+                    vec![8, 8]
+                }
+            })
+            .collect();
+        let p = positions(names.iter().copied().zip(dims.iter().map(|d| &d[..])));
+        let at = |n: &str| p.get(n).map(|q| (q.index, q.count));
+        assert_eq!(at("blk.2.ffn_down.weight"), Some((2, 4)));
+        assert_eq!(at("blk.10.ffn_down.weight"), Some((3, 4)));
+        assert_eq!(at("blk.2.attn_v.weight"), Some((0, 1)));
+        assert_eq!(at("blk.2.ffn_norm.weight"), None);
+    }
 }

@@ -1,7 +1,11 @@
 //! ggml's standard block types (the layouts of `ggml/src/ggml-common.h`): dequantize to f32, and
-//! quantize the types a converter falls back to. Results are bit-exact with gguf-py's numpy codecs
-//! (`gguf-py/gguf/quants.py` of the pinned llama.cpp b11434), which mirror ggml's reference code;
-//! `tools/gen_block_golden.py` records gguf-py's answers and `tests/blocks_*.rs` compare against them.
+//! quantize the types a converter writes besides F2I. The float types and Q4_0/Q8_0 are bit-exact
+//! with gguf-py's numpy codecs (`gguf-py/gguf/quants.py` of the pinned llama.cpp b11434), which
+//! mirror ggml's reference code; `tools/gen_block_golden.py` records gguf-py's answers and
+//! `tests/blocks_*.rs` compare against them. The k-quants Q2_K … Q6_K, which gguf-py cannot encode,
+//! give llama-quantize's bytes: its reference quantizers without an imatrix ([`quantize_into`]) and
+//! its imatrix-weighted ones with one ([`quantize_weighted_into`]); `tests/kquants_golden.rs` holds
+//! llama-quantize output for them.
 //!
 //! Each block type is one `#[repr(C)]` [`bytemuck::Pod`] struct with a size assert and one
 //! [`BlockType`] impl; the table at the bottom of this file maps [`GgmlType`]s to them. F2I tensors
@@ -9,6 +13,7 @@
 
 mod float;
 mod kquants;
+mod ksearch;
 mod legacy;
 mod ternary;
 
@@ -38,6 +43,14 @@ pub trait BlockType: bytemuck::Pod {
     /// search gguf-py does not implement). `x.len()` must be `BLCK_SIZE`.
     fn from_float_ref(x: &[f32]) -> Option<Self> {
         let _ = x;
+        None
+    }
+
+    /// Quantizes `BLCK_SIZE` values with importance `qw` (one weight per value: the imatrix entries
+    /// of their columns), as ggml's `quantize_<t>` does when llama-quantize passes an imatrix; `None`
+    /// for the types without such a path here. `x.len()` and `qw.len()` must be `BLCK_SIZE`.
+    fn from_float_weighted(x: &[f32], qw: &[f32]) -> Option<Self> {
+        let _ = (x, qw);
         None
     }
 }
@@ -113,6 +126,80 @@ pub fn quantize_blocks<B: BlockType>(src: &[f32], out: &mut [u8]) -> Result<()> 
     Ok(())
 }
 
+/// Quantizes rows of `src` into whole blocks of `B` with the importance `importance` of each column
+/// (one row's worth: row length = `importance.len()`), filling `out` exactly.
+pub fn quantize_blocks_weighted<B: BlockType>(
+    src: &[f32],
+    importance: &[f32],
+    out: &mut [u8],
+) -> Result<()> {
+    let n_per_row = importance.len();
+    if n_per_row == 0 || !n_per_row.is_multiple_of(B::BLCK_SIZE) {
+        return Err(Error::RowNotBlockAligned {
+            ty: B::TYPE.name(),
+            ne0: n_per_row as u64,
+            block: B::BLCK_SIZE as u64,
+        });
+    }
+    if !src.len().is_multiple_of(n_per_row) {
+        return Err(Error::LengthMismatch {
+            what: "values to quantize (a whole number of rows as long as the importance)",
+            expected: (src.len() / n_per_row * n_per_row) as u64,
+            got: src.len() as u64,
+        });
+    }
+    let bs = std::mem::size_of::<B>();
+    let expected = (src.len() / B::BLCK_SIZE)
+        .checked_mul(bs)
+        .ok_or(Error::Overflow("quantized length"))?;
+    if out.len() != expected {
+        return Err(Error::LengthMismatch {
+            what: "bytes out of quantization",
+            expected: expected as u64,
+            got: out.len() as u64,
+        });
+    }
+    let blocks_per_row = n_per_row / B::BLCK_SIZE;
+    for (i, (x, o)) in src
+        .chunks_exact(B::BLCK_SIZE)
+        .zip(out.chunks_exact_mut(bs))
+        .enumerate()
+    {
+        let b = i % blocks_per_row;
+        let qw = &importance[b * B::BLCK_SIZE..(b + 1) * B::BLCK_SIZE];
+        let block =
+            B::from_float_weighted(x, qw).ok_or_else(|| unsupported("f32", B::TYPE.name()))?;
+        o.copy_from_slice(bytemuck::bytes_of(&block));
+    }
+    Ok(())
+}
+
+/// Whether [`quantize_weighted_into`] handles `ty` (the k-quants).
+pub fn can_quantize_weighted(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
+    )
+}
+
+/// Quantizes whole rows of `src` to `ty` with per-column importance (an imatrix entry, as long as
+/// one row), as llama-quantize does with `--imatrix`; `out` must have exactly the size of the result.
+pub fn quantize_weighted_into(
+    ty: GgmlType,
+    src: &[f32],
+    importance: &[f32],
+    out: &mut [u8],
+) -> Result<()> {
+    match ty {
+        GgmlType::Q2_K => quantize_blocks_weighted::<BlockQ2_K>(src, importance, out),
+        GgmlType::Q3_K => quantize_blocks_weighted::<BlockQ3_K>(src, importance, out),
+        GgmlType::Q4_K => quantize_blocks_weighted::<BlockQ4_K>(src, importance, out),
+        GgmlType::Q5_K => quantize_blocks_weighted::<BlockQ5_K>(src, importance, out),
+        GgmlType::Q6_K => quantize_blocks_weighted::<BlockQ6_K>(src, importance, out),
+        _ => Err(unsupported("f32", ty.name())),
+    }
+}
+
 fn unsupported(from: &'static str, to: &'static str) -> Error {
     Error::UnsupportedConversion { from, to }
 }
@@ -176,11 +263,11 @@ block_table! {
     Q5_0 => BlockQ5_0;
     Q5_1 => BlockQ5_1;
     Q8_0 => BlockQ8_0, quantize;
-    Q2_K => BlockQ2_K;
-    Q3_K => BlockQ3_K;
-    Q4_K => BlockQ4_K;
-    Q5_K => BlockQ5_K;
-    Q6_K => BlockQ6_K;
+    Q2_K => BlockQ2_K, quantize;
+    Q3_K => BlockQ3_K, quantize;
+    Q4_K => BlockQ4_K, quantize;
+    Q5_K => BlockQ5_K, quantize;
+    Q6_K => BlockQ6_K, quantize;
     TQ2_0 => BlockTQ2_0;
 }
 
@@ -229,7 +316,17 @@ mod tests {
         ] {
             assert!(can_quantize(ty) && can_dequantize(ty), "{ty}");
         }
-        assert!(can_dequantize(GgmlType::Q6_K) && !can_quantize(GgmlType::Q6_K));
+        assert!(can_dequantize(GgmlType::Q4_1) && !can_quantize(GgmlType::Q4_1));
+        for ty in [
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            assert!(can_quantize(ty) && can_quantize_weighted(ty), "{ty}");
+        }
+        assert!(!can_quantize_weighted(GgmlType::Q8_0));
         for ty in [
             GgmlType::F2I_W2,
             GgmlType::IQ2_XXS,
@@ -294,15 +391,30 @@ mod tests {
             "{e}"
         );
         assert_eq!(bytes, [7]);
-        let e = quantize(GgmlType::Q6_K, &[0.0; 256], &mut bytes).unwrap_err();
+        let e = quantize(GgmlType::Q4_1, &[0.0; 32], &mut bytes).unwrap_err();
         assert!(
             matches!(
                 e,
                 Error::UnsupportedConversion {
                     from: "f32",
-                    to: "q6_K"
+                    to: "q4_1"
                 }
             ),
+            "{e}"
+        );
+        let e = quantize_weighted_into(GgmlType::Q6_K, &[0.0; 512], &[1.0; 384], &mut [0u8; 420])
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::RowNotBlockAligned { ne0: 384, .. }),
+            "{e}"
+        );
+        let e = quantize_weighted_into(GgmlType::Q6_K, &[0.0; 768], &[1.0; 512], &mut [0u8; 630])
+            .unwrap_err();
+        assert!(matches!(e, Error::LengthMismatch { got: 768, .. }), "{e}");
+        let e = quantize_weighted_into(GgmlType::Q8_0, &[0.0; 256], &[1.0; 256], &mut [0u8; 272])
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::UnsupportedConversion { to: "q8_0", .. }),
             "{e}"
         );
         let e = quantize_into(GgmlType::Q8_0, &[0.0; 32], &mut [0u8; 33]).unwrap_err();
