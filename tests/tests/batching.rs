@@ -82,6 +82,8 @@ fn perplexity_runs_with_one_and_four_sequences_per_batch() {
         &src,
         "f2i_w4",
         &[
+            "--recipe",
+            "pure",
             "--scale-mode",
             "block",
             "--fallback",
@@ -142,7 +144,11 @@ fn qwen_perplexity_with_default_batch_does_not_abort() {
         return;
     };
     let _g = heavy();
-    let f2i = quantized(&src, "f2i_w4", &["--scale-mode", "block"]);
+    let f2i = quantized(
+        &src,
+        "f2i_w4",
+        &["--recipe", "pure", "--scale-mode", "block"],
+    );
     let (ppl, seqs) = perplexity(&llama, &f2i, &wiki, &["-c", "512", "--chunks", "4"], true);
     eprintln!("Qwen F2I-W4 (block scales): PPL {ppl}, {seqs} sequences per batch");
     assert_eq!(seqs, 4);
