@@ -68,8 +68,12 @@ fn codes(rec: &[u8; STAGE_BYTES]) -> [uint8x16_t; 2] {
 #[target_feature(enable = "neon")]
 #[inline]
 fn scales(rec: &[u8; STAGE_BYTES]) -> float32x4_t {
-    let bits = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-    vcvt_f32_f16(vreinterpret_f16_u32(vdup_n_u32(bits)))
+    // (the f16 → f32 NEON conversion intrinsics are stable only from Rust 1.94; `half` is exact too)
+    let re = half::f16::from_le_bytes([rec[0], rec[1]]).to_f32();
+    let im = half::f16::from_le_bytes([rec[2], rec[3]]).to_f32();
+    let v = [re, im, re, im];
+    // SAFETY: `v` holds 4 floats.
+    unsafe { vld1q_f32(v.as_ptr()) }
 }
 
 // ---------------------------------------------------------------- exact path
