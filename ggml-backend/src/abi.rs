@@ -1032,7 +1032,8 @@ unsafe extern "C" fn f2i_backend_graph_compute(
             }
             match supports::check(&node.op_desc()) {
                 Ok(Supported::View | Supported::Empty) => stats.views += 1,
-                Ok(Supported::GetRows(plan)) => {
+                Ok(own @ (Supported::GetRows(_) | Supported::MulMat(_))) => {
+                    // the nodes handed on since the last product run first
                     if let Err(why) = flush_cpu(
                         &mut cpu_slot,
                         graph,
@@ -1048,40 +1049,26 @@ unsafe extern "C" fn f2i_backend_graph_compute(
                         return GGML_STATUS_FAILED;
                     }
                     start = i + 1;
-                    if let Err(why) = run_get_rows(node, &plan) {
+                    let done = match own {
+                        Supported::GetRows(plan) => run_get_rows(node, &plan).map(|()| {
+                            stats.get_rows += plan.n_idx as u64;
+                        }),
+                        Supported::MulMat(plan) => {
+                            run_mul_mat(node, &plan, cfg, pool.as_ref(), &mut q8_cache).map(|()| {
+                                stats.mul_mats[plan.stages - 1] += 1;
+                                stats.columns += plan.n_cols() as u64;
+                            })
+                        }
+                        Supported::View | Supported::Empty => Ok(()),
+                    };
+                    if let Err(why) = done {
                         log_error(&format!(
-                            "fairy2i: graph_compute: GET_ROWS '{}': {why}",
+                            "fairy2i: graph_compute: {} '{}': {why}",
+                            op_name(node.op()),
                             node.name()
                         ));
                         return GGML_STATUS_FAILED;
                     }
-                    stats.get_rows += plan.n_idx as u64;
-                }
-                Ok(Supported::MulMat(plan)) => {
-                    if let Err(why) = flush_cpu(
-                        &mut cpu_slot,
-                        graph,
-                        (start, i),
-                        threads,
-                        &mut pending,
-                        &mut stats,
-                    ) {
-                        log_error(&format!(
-                            "fairy2i: graph_compute: before '{}': {why}",
-                            node.name()
-                        ));
-                        return GGML_STATUS_FAILED;
-                    }
-                    start = i + 1;
-                    if let Err(why) = run_mul_mat(node, &plan, cfg, pool.as_ref(), &mut q8_cache) {
-                        log_error(&format!(
-                            "fairy2i: graph_compute: MUL_MAT '{}': {why}",
-                            node.name()
-                        ));
-                        return GGML_STATUS_FAILED;
-                    }
-                    stats.mul_mats[plan.stages - 1] += 1;
-                    stats.columns += plan.n_cols() as u64;
                 }
                 Err(why) => {
                     if cpu_slot.is_none() {
