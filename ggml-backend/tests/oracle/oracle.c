@@ -130,6 +130,10 @@ int main(int argc, char ** argv) {
 
     ggml_backend_t backends[2] = { be_f2i, be_cpu };
     ggml_backend_sched_t sched = ggml_backend_sched_new(backends, NULL, 2, GGML_DEFAULT_GRAPH_SIZE, false, true);
+    // The FAIRY2I device also takes non-F2I nodes while an F2I weight is loaded (it would run this one
+    // through ggml-cpu inside its own graph, docs/backend.md §3.1): the reference is pinned to
+    // llama.cpp's CPU backend so that it is computed and scheduled independently of the plugin.
+    ggml_backend_sched_set_tensor_backend(sched, y_cpu, be_cpu);
     if (!ggml_backend_sched_alloc_graph(sched, gf)) die("sched cannot allocate the graph");
     if (ggml_backend_sched_graph_compute(sched, gf) != GGML_STATUS_SUCCESS) die("graph compute failed");
 
