@@ -21,7 +21,10 @@ fn final_ppl(out: &str) -> Option<f64> {
 
 fn n_seq(out: &str) -> Option<u32> {
     let rest = &out[out.find("n_seq=")? + "n_seq=".len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Runs llama-perplexity and returns (PPL, sequences per batch).
@@ -67,7 +70,10 @@ fn perplexity_runs_with_one_and_four_sequences_per_batch() {
         return;
     };
     let (Some(src), Some(wiki)) = (model(SMOLLM), wiki_text()) else {
-        skip(test, "SmolLM2 or wiki.utf8 is absent (run scripts/fetch-models.sh)");
+        skip(
+            test,
+            "SmolLM2 or wiki.utf8 is absent (run scripts/fetch-models.sh)",
+        );
         return;
     };
     let _g = heavy();
@@ -125,18 +131,15 @@ fn qwen_perplexity_with_default_batch_does_not_abort() {
         return;
     };
     let (Some(src), Some(wiki)) = (model(QWEN), wiki_text()) else {
-        skip(test, "Qwen2.5-Coder-1.5B or wiki.utf8 is absent (run scripts/fetch-models.sh)");
+        skip(
+            test,
+            "Qwen2.5-Coder-1.5B or wiki.utf8 is absent (run scripts/fetch-models.sh)",
+        );
         return;
     };
     let _g = heavy();
     let f2i = quantized(&src, "f2i_w4", &["--scale-mode", "block"]);
-    let (ppl, seqs) = perplexity(
-        &llama,
-        &f2i,
-        &wiki,
-        &["-c", "512", "--chunks", "4"],
-        true,
-    );
+    let (ppl, seqs) = perplexity(&llama, &f2i, &wiki, &["-c", "512", "--chunks", "4"], true);
     eprintln!("Qwen F2I-W4 (block scales): PPL {ppl}, {seqs} sequences per batch");
     assert_eq!(seqs, 4);
     // block-scale W4 without imatrix: docs/quality.md measured 10.4 at -c 256 (source 6.53)
