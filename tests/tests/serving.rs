@@ -48,7 +48,11 @@ fn prerequisites(test: &str) -> Option<(PathBuf, PathBuf)> {
 
 /// SmolLM2 F2I-W4, block scales, default fallback (q8_0) and embedding (q8_0) types.
 fn f2i_model(src: &Path) -> PathBuf {
-    quantized(src, "f2i_w4", &["--scale-mode", "block"])
+    quantized(
+        src,
+        "f2i_w4",
+        &["--recipe", "pure", "--scale-mode", "block"],
+    )
 }
 
 /// The plugin ran F2I products: with `FAIRY2I_LOG=1` it prints one line per graph, with the count
@@ -641,6 +645,8 @@ fn server_embeddings_agree_with_the_f32_twin() {
         &src,
         "f2i_w4",
         &[
+            "--recipe",
+            "pure",
             "--scale-mode",
             "block",
             "--fallback",
