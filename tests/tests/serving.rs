@@ -755,7 +755,9 @@ fn server_memory_stops_growing_over_300_requests() {
         return;
     };
     let _g = heavy();
-    let deadline = Instant::now() + Duration::from_secs(600);
+    // generous: on a machine shared with parallel builds the soak once reached only round 5 in 600 s
+    // (OpenMP teams collapse under oversubscription); alone it takes a few minutes
+    let deadline = Instant::now() + Duration::from_secs(1500);
     let f2i = f2i_model(&src);
     let server = Server::start(
         &llama,
