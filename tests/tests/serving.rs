@@ -439,7 +439,9 @@ fn content(v: &Value) -> &str {
 /// Q4_1 in the source model) quantize each activation column on its own and sum in a fixed order,
 /// and so do ours (each output is one `pair_dot` of one column, whatever the batch). Served the
 /// same way (default server flags, 16 prompts × 16 tokens), the Q4_1 source and this model both
-/// gave identical log-probabilities alone and batched.
+/// gave identical log-probabilities alone and batched. The prompts are short so that no
+/// micro-batch reaches 64 tokens (4 slots × at most 11 prompt tokens): from there llama.cpp's CPU
+/// flash attention switches to its tiled kernel (`GGML_FA_TILE_Q`), which rounds differently.
 ///
 /// A model whose fallback matrices are f32 (`--fallback f32 --embd-type f32`) does not, and this
 /// test fails on it: llama.cpp's f32 products round differently in a batch (that model's f32 twin,
@@ -748,6 +750,10 @@ fn llama_bench_prompt_processing_with_batch_512_and_2048() {
 /// the middle third, 272 992 KiB in the last (+12 KiB); idle: +8 KiB. With 100 requests a third, a
 /// leak of 5 KiB or more per request fails. The server's host-memory prompt cache is off
 /// (`--cache-ram 0`): it keeps distinct prompts by design and would grow up to its 8 GiB default.
+///
+/// Duration with 2 threads on 2 cores: 24 s idle, 146 s with the machine's load at 7; when another
+/// 2-thread llama.cpp process runs beside it, both wait at OpenMP barriers for threads the other
+/// holds the cores with, and 20 requests took up to 55 s, hence the 15-minute limit.
 #[test]
 fn server_memory_stops_growing_over_300_requests() {
     let test = "server_memory_stops_growing_over_300_requests";
