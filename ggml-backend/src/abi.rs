@@ -595,10 +595,7 @@ fn hand_on(t: Tensor<'_>) -> Result<(), &'static str> {
     if FUSED_OPS.contains(&t.op()) {
         return Err("llama.cpp switches a fused op off when it is not on the layer's device");
     }
-    for (i, s) in std::iter::once(Some(t))
-        .chain((0..10).map(|i| t.src(i)))
-        .enumerate()
-    {
+    for (i, s) in node_and_sources(t).enumerate() {
         let Some(s) = s else { continue };
         if is_f2i(s.ty()) {
             return Err("it touches F2I data other than as a MUL_MAT weight");
@@ -618,19 +615,20 @@ fn hand_on(t: Tensor<'_>) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The node itself, then its `GGML_MAX_SRC` source slots (`None` where empty).
+fn node_and_sources(t: Tensor<'_>) -> impl Iterator<Item = Option<Tensor<'_>>> {
+    std::iter::once(Some(t)).chain((0..10).map(move |i| t.src(i)))
+}
+
 /// Whether `t` or one of its sources is F2I data.
 fn touches_f2i(t: Tensor<'_>) -> bool {
-    std::iter::once(Some(t))
-        .chain((0..10).map(|i| t.src(i)))
-        .flatten()
-        .any(|s| is_f2i(s.ty()))
+    node_and_sources(t).flatten().any(|s| is_f2i(s.ty()))
 }
 
 /// Whether `t` or one of its sources is F2I data, and all such data lies in our buffer type or in
 /// host memory (F2I data in another device's memory belongs to that device).
 fn f2i_data_is_readable(t: Tensor<'_>) -> bool {
-    let f2i: Vec<Tensor<'_>> = std::iter::once(Some(t))
-        .chain((0..10).map(|i| t.src(i)))
+    let f2i: Vec<Tensor<'_>> = node_and_sources(t)
         .flatten()
         .filter(|s| is_f2i(s.ty()))
         .collect();
